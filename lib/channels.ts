@@ -1,0 +1,24 @@
+/**
+ * Redis pub/sub channel names, defined once for the bridge (publisher) and the gateway (subscriber).
+ *
+ * Every accepted location is published to two channels:
+ *   <prefix>tenant:<tenantId>:locations                  every device of the tenant
+ *   <prefix>tenant:<tenantId>:device:<deviceId>:locations one device
+ * so a gateway subscribes only to what its clients follow and never receives another tenant's
+ * traffic. The prefix has no built-in default on purpose: deployments (and test runs) sharing one
+ * Redis must not hear each other, so the prefix is always configured (`REDIS_PREFIX`).
+ */
+export type LocationChannelScope = { tenantId: string; deviceId?: string | null };
+
+export function locationChannel(prefix: string, scope: LocationChannelScope): string {
+  return scope.deviceId
+    ? `${prefix}tenant:${scope.tenantId}:device:${scope.deviceId}:locations`
+    : `${prefix}tenant:${scope.tenantId}:locations`;
+}
+
+export function locationChannels(prefix: string, event: { tenantId: string; deviceId: string }): string[] {
+  return [
+    locationChannel(prefix, { tenantId: event.tenantId }),
+    locationChannel(prefix, { tenantId: event.tenantId, deviceId: event.deviceId }),
+  ];
+}
