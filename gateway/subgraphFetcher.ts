@@ -1,0 +1,28 @@
+import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { CALLER_HEADER, signCaller, type Caller } from '../lib/caller';
+import type { LocationEvent } from '../lib/locationEvent';
+
+/** What the gateway knows about one request (HTTP) or one subscription event (WebSocket). */
+export interface GatewayContext {
+  caller: Caller | null;
+  /** Set while resolving a `locationUpdated` event: the location subgraph resolves the selection against it. */
+  locationEvent?: LocationEvent;
+}
+
+/**
+ * Every fetch from the gateway to a subgraph: carries the signed caller and nothing the client
+ * sent (no client headers are forwarded, so none can be forged through the gateway).
+ */
+export class SubgraphFetcher extends RemoteGraphQLDataSource<GatewayContext> {
+  constructor(
+    url: string,
+    private readonly callerSigningSecret: string,
+  ) {
+    super({ url });
+  }
+
+  override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
+    if (context?.caller) request.http?.headers.set(CALLER_HEADER, signCaller(context.caller, this.callerSigningSecret));
+    if (context?.locationEvent) request.extensions = { ...request.extensions, locationEvent: context.locationEvent };
+  }
+}

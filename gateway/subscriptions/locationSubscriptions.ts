@@ -1,0 +1,249 @@
+import { createHash } from 'node:crypto';
+import { print, type DocumentNode, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
+import type { Caller } from '../../lib/caller';
+import { FleetError, NotFound, formatFleetError } from '../../lib/errors';
+import type { LocationEvent } from '../../lib/locationEvent';
+import type { Logger } from '../../lib/logger';
+import type { PlannedSubscription, SubscriptionPlanner } from './federatedEvent';
+import type { LocationFeed } from './locationFeed';
+import { SubscriberQueue } from './subscriberQueue';
+
+/** Runs a query through the supergraph as a caller (for authorization checks and catch-up). */
+export type SupergraphQuery = (query: string, variables: Record<string, unknown>, caller: Caller) => Promise<ExecutionResult>;
+
+export interface SubscriptionLimits {
+  perConnection: number;
+  perTenant: number;
+  /** Results waiting for one subscriber before it is dropped as too slow. */
+  queueCapacity: number;
+}
+
+export interface LocationUpdatedArgs {
+  tenantId: string;
+  deviceId?: string | null;
+}
+
+/** One graphql-ws connection, as the registry sees it. */
+export interface SubscriberConnection {
+  caller: Caller;
+  open: number;
+  /** Called when one of its subscribers falls too far behind. */
+  dropAsSlow(): void;
+}
+
+export interface SubscribeRequest {
+  connection: SubscriberConnection;
+  document: DocumentNode;
+  operationName: string | undefined;
+  variables: Record<string, unknown>;
+  args: LocationUpdatedArgs;
+}
+
+const LOCATION_FIELDS = 'id latitude longitude accuracy speed heading altitude recordedAt receivedAt sequence device { id tenant { id } }';
+
+/**
+ * Subscribers that would see the same thing share a group: same operation text, same variables,
+ * same visibility (role and tenant). A group follows one Redis channel, de-duplicates events by
+ * per-device sequence, resolves each event's selection once through the query plan, and hands
+ * the result to every member: N dashboards on one device cost one set of entity fetches per event.
+ */
+class SubscriptionGroup {
+  readonly subscribers = new Set<SubscriberQueue>();
+  private readonly lastSeq = new Map<string, number>();
+  private readonly recentIds: string[] = [];
+  private readonly deviceChains = new Map<string, Promise<void>>();
+  unfollow: (() => void) | null = null;
+
+  constructor(
+    readonly key: string,
+    readonly caller: Caller,
+    readonly args: LocationUpdatedArgs,
+    private readonly variables: Record<string, unknown>,
+    private readonly planned: PlannedSubscription,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Takes one event (from Redis or a catch-up). Replays and duplicates are dropped here. */
+  accept(event: LocationEvent): void {
+    if (event.seq !== undefined) {
+      const last = this.lastSeq.get(event.deviceId) ?? 0;
+      if (event.seq <= last) return;
+      this.lastSeq.set(event.deviceId, event.seq);
+    } else {
+      if (this.recentIds.includes(event.id)) return;
+      this.recentIds.push(event.id);
+      if (this.recentIds.length > 1000) this.recentIds.shift();
+    }
+    // Events of one device resolve one after another, so they reach subscribers in order;
+    // devices proceed independently.
+    const previous = this.deviceChains.get(event.deviceId) ?? Promise.resolve();
+    const next = previous.then(() => this.resolve(event)).then((result) => {
+      for (const subscriber of this.subscribers) subscriber.push(result);
+    });
+    this.deviceChains.set(event.deviceId, next);
+    void next.finally(() => {
+      if (this.deviceChains.get(event.deviceId) === next) this.deviceChains.delete(event.deviceId);
+    });
+  }
+
+  private async resolve(event: LocationEvent): Promise<ExecutionResult> {
+    try {
+      const result = await this.planned.execute(event, this.caller, this.variables);
+      if (!result.errors?.length) return result;
+      return { ...result, errors: result.errors.map((e) => this.format(e)) as unknown as ExecutionResult['errors'] };
+    } catch (error) {
+      this.logger.error({ err: error }, 'resolving a location event failed');
+      return { data: null, errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] as unknown as ExecutionResult['errors'] };
+    }
+  }
+
+  private format(error: GraphQLFormattedError): GraphQLFormattedError {
+    return formatFleetError(error, (internal) => this.logger.error({ error: internal }, 'subgraph error in a subscription event'));
+  }
+}
+
+export class LocationSubscriptions {
+  private readonly groups = new Map<string, SubscriptionGroup>();
+  private readonly openPerTenant = new Map<string, number>();
+  private readonly stopCatchUp: () => void;
+
+  constructor(
+    private readonly feed: LocationFeed,
+    private readonly planner: SubscriptionPlanner,
+    private readonly query: SupergraphQuery,
+    private readonly limits: SubscriptionLimits,
+    private readonly logger: Logger,
+  ) {
+    this.stopCatchUp = feed.onResubscribed(() => void this.catchUpAll());
+  }
+
+  get size(): number {
+    let total = 0;
+    for (const group of this.groups.values()) total += group.subscribers.size;
+    return total;
+  }
+
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  /** Authorizes, applies the limits and starts delivering; throws a FleetError the client sees. */
+  async subscribe(request: SubscribeRequest): Promise<SubscriberQueue> {
+    const { connection, args } = request;
+    await this.authorize(connection.caller, args);
+    if (connection.open >= this.limits.perConnection) {
+      throw new FleetError('RATE_LIMITED', `At most ${this.limits.perConnection} subscriptions per connection`, {
+        retryAfterMs: 1000,
+        limit: 'subscriptionsPerConnection',
+      });
+    }
+    const tenantOpen = this.openPerTenant.get(args.tenantId) ?? 0;
+    if (tenantOpen >= this.limits.perTenant) {
+      throw new FleetError('RATE_LIMITED', `At most ${this.limits.perTenant} open subscriptions per tenant`, {
+        retryAfterMs: 1000,
+        limit: 'subscriptionsPerTenant',
+      });
+    }
+    connection.open += 1;
+    this.openPerTenant.set(args.tenantId, tenantOpen + 1);
+
+    const group = await this.groupFor(request).catch((error: unknown) => {
+      this.release(connection, args.tenantId);
+      throw error;
+    });
+    const queue: SubscriberQueue = new SubscriberQueue(
+      this.limits.queueCapacity,
+      () => connection.dropAsSlow(),
+      () => {
+        this.release(connection, args.tenantId);
+        group.subscribers.delete(queue);
+        if (group.subscribers.size === 0 && this.groups.get(group.key) === group) {
+          this.groups.delete(group.key);
+          group.unfollow?.();
+        }
+      },
+    );
+    group.subscribers.add(queue);
+    return queue;
+  }
+
+  private release(connection: SubscriberConnection, tenantId: string): void {
+    connection.open -= 1;
+    const open = (this.openPerTenant.get(tenantId) ?? 1) - 1;
+    if (open > 0) this.openPerTenant.set(tenantId, open);
+    else this.openPerTenant.delete(tenantId);
+  }
+
+  /** MEMBER: own tenant only; ADMIN: any existing tenant. Another tenant's device is NOT_FOUND. */
+  private async authorize(caller: Caller, args: LocationUpdatedArgs): Promise<void> {
+    if (caller.role !== 'ADMIN' && caller.tenantId !== args.tenantId) throw new NotFound('Tenant');
+    if (caller.role === 'ADMIN') {
+      const tenant = await this.query('query($id: ID!) { tenant(id: $id) { id } }', { id: args.tenantId }, caller);
+      if (!(tenant.data as { tenant?: unknown } | undefined)?.tenant) throw new NotFound('Tenant');
+    }
+    if (args.deviceId) {
+      const device = await this.query('query($id: ID!) { device(id: $id) { tenant { id } } }', { id: args.deviceId }, caller);
+      const owner = (device.data as { device?: { tenant: { id: string } } | null } | undefined)?.device?.tenant.id;
+      if (owner !== args.tenantId) throw new NotFound('Device');
+    }
+  }
+
+  private async groupFor(request: SubscribeRequest): Promise<SubscriptionGroup> {
+    const { caller } = request.connection;
+    const visibility = `${caller.role}:${caller.tenantId ?? '*'}`;
+    const operation = createHash('sha256')
+      .update(print(request.document))
+      .update('\0')
+      .update(request.operationName ?? '')
+      .update('\0')
+      .update(JSON.stringify(request.variables))
+      .digest('base64url');
+    const key = `${visibility}|${operation}`;
+    const existing = this.groups.get(key);
+    if (existing) return existing;
+
+    const planned = this.planner.plan(request.document, request.operationName);
+    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger);
+    this.groups.set(key, group);
+    try {
+      group.unfollow = await this.feed.follow(request.args, (event) => group.accept(event));
+    } catch (error) {
+      this.groups.delete(key);
+      throw error;
+    }
+    return group;
+  }
+
+  /**
+   * After Redis came back: every group receives the current position of each device it follows
+   * (newer than what it delivered), so nobody stays silently behind what happened meanwhile.
+   */
+  async catchUpAll(): Promise<void> {
+    await Promise.all([...this.groups.values()].map((group) => this.catchUp(group).catch((error: unknown) => {
+      this.logger.error({ err: error }, 'catch-up failed');
+    })));
+  }
+
+  private async catchUp(group: SubscriptionGroup): Promise<void> {
+    const { tenantId, deviceId } = group.args;
+    const result = deviceId
+      ? await this.query(`query($id: ID!) { device(id: $id) { lastLocation { ${LOCATION_FIELDS} } } }`, { id: deviceId }, group.caller)
+      : await this.query(`query($id: ID!) { tenant(id: $id) { devices { lastLocation { ${LOCATION_FIELDS} } } } }`, { id: tenantId }, group.caller);
+    type Last = { lastLocation: (Omit<LocationEvent, 'tenantId' | 'deviceId' | 'seq'> & { sequence: number; device: { id: string; tenant: { id: string } } }) | null };
+    const data = result.data as { device?: Last | null; tenant?: { devices: Last[] } | null } | undefined;
+    const devices = deviceId ? [data?.device] : (data?.tenant?.devices ?? []);
+    for (const device of devices) {
+      const last = device?.lastLocation;
+      if (!last) continue;
+      const { sequence, device: owner, ...fields } = last;
+      group.accept({ ...fields, seq: sequence, deviceId: owner.id, tenantId: owner.tenant.id });
+    }
+  }
+
+  close(): void {
+    this.stopCatchUp();
+    for (const group of this.groups.values()) {
+      for (const subscriber of group.subscribers) subscriber.end();
+    }
+  }
+}

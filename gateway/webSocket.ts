@@ -1,0 +1,153 @@
+import type { Server as HttpServer } from 'node:http';
+import {
+  GraphQLError,
+  getOperationAST,
+  parse,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from 'graphql';
+import { getArgumentValues, getVariableValues } from 'graphql/execution/values';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Caller } from '../lib/caller';
+import { BadUserInput, FleetError, Unauthenticated } from '../lib/errors';
+import type { Logger } from '../lib/logger';
+import { bearerToken, type CallerDirectory } from './identity';
+import type { LocationSubscriptions, LocationUpdatedArgs, SubscriberConnection } from './subscriptions/locationSubscriptions';
+import type { SubscriberQueue } from './subscriptions/subscriberQueue';
+
+/**
+ * graphql-ws on the gateway's `/graphql` path (subprotocol `graphql-transport-ws`).
+ *
+ * The token travels in `connection_init` (`{ authorization: "Bearer <idToken>" }`); a missing or
+ * bad one closes the socket with 4401, and the socket is closed with 4401 when the token expires,
+ * so clients reconnect with a fresh one. Subscriptions are validated against the supergraph's API
+ * schema and served by LocationSubscriptions; queries and mutations sent over the socket run
+ * through the same executor as HTTP.
+ */
+export const CLOSE_UNAUTHORIZED = 4401;
+/** RFC 6455 "Try Again Later": the client stopped reading and its backlog hit the bound. */
+export const CLOSE_TOO_SLOW = 1013;
+
+interface ConnectionState extends SubscriberConnection {
+  expiry?: NodeJS.Timeout;
+}
+
+type Extra = { socket: WebSocket; state?: ConnectionState };
+
+export interface WebSocketOptions {
+  httpServer: HttpServer;
+  path: string;
+  apiSchema: GraphQLSchema;
+  identity: CallerDirectory;
+  subscriptions: LocationSubscriptions;
+  /** Runs a query or mutation as the caller through the gateway (same path as HTTP). */
+  executeOperation(document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>, caller: Caller): Promise<ExecutionResult>;
+  logger: Logger;
+}
+
+function asErrors(error: unknown): GraphQLError[] {
+  if (error instanceof GraphQLError) return [error];
+  return [new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error')];
+}
+
+function inputErrors(errors: readonly GraphQLError[]): GraphQLError[] {
+  return errors.map((e) => new FleetError('BAD_USER_INPUT', e.message, { field: 'query' }));
+}
+
+export function startWebSocketServer(options: WebSocketOptions) {
+  const { logger } = options;
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path });
+  const subscriptionType = options.apiSchema.getSubscriptionType();
+  const locationUpdated = subscriptionType?.getFields().locationUpdated;
+  if (!locationUpdated) throw new Error('the supergraph has no Subscription.locationUpdated');
+
+  const cleanup = useServer<Record<string, unknown> | undefined, Extra>(
+    {
+      schema: options.apiSchema,
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        const token = bearerToken(params.authorization ?? params.Authorization);
+        const socket = ctx.extra.socket;
+        if (!token) {
+          socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized: connection_init needs { authorization: "Bearer <idToken>" }');
+          return false;
+        }
+        try {
+          const { caller, expiresAt } = await options.identity.callerFor(token);
+          const state: ConnectionState = {
+            caller,
+            open: 0,
+            dropAsSlow: () => socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation'),
+          };
+          state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+          ctx.extra.state = state;
+          return true;
+        } catch (error) {
+          if (!(error instanceof Unauthenticated)) logger.error({ err: error }, 'connection_init failed');
+          socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
+          return false;
+        }
+      },
+      onClose: (ctx) => {
+        clearTimeout(ctx.extra.state?.expiry);
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const state = ctx.extra.state;
+        if (!state) return [new Unauthenticated()];
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          return inputErrors([error as GraphQLError]);
+        }
+        const validationErrors = validate(options.apiSchema, document);
+        if (validationErrors.length) return inputErrors(validationErrors);
+        const operationName = payload.operationName ?? undefined;
+        const operation = getOperationAST(document, operationName);
+        if (!operation) return [new BadUserInput('operationName', 'operationName does not name an operation of the document')];
+        const coerced = getVariableValues(options.apiSchema, operation.variableDefinitions ?? [], payload.variables ?? {});
+        if (coerced.errors) return inputErrors(coerced.errors);
+        const variables = coerced.coerced;
+        const args: ExecutionArgs = { schema: options.apiSchema, document, operationName, variableValues: variables };
+
+        if (operation.operation !== 'subscription') {
+          return { ...args, contextValue: { run: () => options.executeOperation(document, operationName, payload.variables ?? {}, state.caller) } };
+        }
+        // Validation guarantees a subscription has exactly one root field, and the API has one.
+        const field = operation.selectionSet.selections[0];
+        if (field?.kind !== 'Field') return [new BadUserInput('query', 'a subscription selects locationUpdated')];
+        const fieldArgs = getArgumentValues(locationUpdated, field, variables) as unknown as LocationUpdatedArgs;
+        try {
+          const queue = await options.subscriptions.subscribe({
+            connection: state,
+            document,
+            operationName,
+            variables: payload.variables ?? {},
+            args: fieldArgs,
+          });
+          return { ...args, contextValue: { queue } };
+        } catch (error) {
+          if (!(error instanceof GraphQLError)) logger.error({ err: error }, 'subscribe failed');
+          return asErrors(error);
+        }
+      },
+      execute: (args) => (args.contextValue as { run: () => Promise<ExecutionResult> }).run(),
+      subscribe: (args) => (args.contextValue as { queue: SubscriberQueue }).queue,
+    },
+    wsServer,
+  );
+
+  return {
+    get connections(): number {
+      return wsServer.clients.size;
+    },
+    async close(): Promise<void> {
+      await cleanup.dispose();
+      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,113 @@
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+
+/**
+ * The contract's error codes (CONTRACT.md, "Errors"). Every error a client sees carries one of
+ * them in `extensions.code`; resolvers throw the classes below and match with `instanceof`.
+ */
+export const ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'RATE_LIMITED',
+  'INTERNAL_SERVER_ERROR',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401 };
+
+export class FleetError extends GraphQLError {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    extensions: Record<string, unknown> = {},
+  ) {
+    super(message, { extensions: { ...extensions, code } });
+    this.name = 'FleetError';
+  }
+}
+
+export class Unauthenticated extends FleetError {
+  /**
+   * `rejectsRequest`: raised before execution (at the gateway, for a bad token), so the whole HTTP
+   * response is a 401. Inside a resolver it stays a field error with status 200, as GraphQL expects.
+   */
+  constructor(message = 'A valid bearer token is required', options: { rejectsRequest?: boolean } = {}) {
+    super('UNAUTHENTICATED', message, options.rejectsRequest ? { http: { status: HTTP_STATUS.UNAUTHENTICATED } } : {});
+  }
+}
+
+export class Forbidden extends FleetError {
+  constructor(message = 'Not allowed for this caller') {
+    super('FORBIDDEN', message);
+  }
+}
+
+export class BadUserInput extends FleetError {
+  /** `field` names the offending input field; `index` says which item of a list argument. */
+  constructor(
+    readonly field: string,
+    message: string,
+    where: { index?: number } = {},
+  ) {
+    super('BAD_USER_INPUT', message, { field, ...where });
+  }
+}
+
+export class NotFound extends FleetError {
+  constructor(what: string, extensions: { field?: string; index?: number } = {}) {
+    super('NOT_FOUND', `${what} not found`, extensions);
+  }
+}
+
+export class RateLimited extends FleetError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super('RATE_LIMITED', message, { retryAfterMs });
+  }
+}
+
+const KNOWN_CODES = new Set<string>(ERROR_CODES);
+
+/**
+ * Errors graphql-js and Apollo raise before any resolver runs (parse, validation, variable
+ * coercion) are malformed input from the client's point of view.
+ */
+const INPUT_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'PERSISTED_QUERY_NOT_FOUND',
+]);
+
+/**
+ * Apollo `formatError` for every process: keeps the contract's codes, maps pre-execution failures
+ * to BAD_USER_INPUT, and replaces everything else with a bare INTERNAL_SERVER_ERROR so no stack
+ * trace, SQL or upstream detail reaches a client.
+ */
+export function formatFleetError(formatted: GraphQLFormattedError, onInternal?: (formatted: GraphQLFormattedError) => void): GraphQLFormattedError {
+  const extensions = { ...(formatted.extensions ?? {}) };
+  delete extensions.stacktrace;
+  delete extensions.exception;
+  delete extensions.serviceName;
+  delete extensions.response; // a subgraph's URL and raw body, added by the gateway's data source
+  delete extensions.http;
+  const code = typeof extensions.code === 'string' ? extensions.code : undefined;
+  if (code && KNOWN_CODES.has(code) && code !== 'INTERNAL_SERVER_ERROR') {
+    return { ...formatted, extensions };
+  }
+  if (code && INPUT_CODES.has(code)) {
+    return { ...formatted, extensions: { ...extensions, code: 'BAD_USER_INPUT' } };
+  }
+  onInternal?.(formatted);
+  return {
+    message: 'Internal server error',
+    ...(formatted.path ? { path: formatted.path } : {}),
+    ...(formatted.locations ? { locations: formatted.locations } : {}),
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  };
+}

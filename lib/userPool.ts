@@ -1,0 +1,173 @@
+import {
+  AdminConfirmSignUpCommand,
+  AdminCreateUserCommand,
+  AdminGetUserCommand,
+  AdminSetUserPasswordCommand,
+  AdminUpdateUserAttributesCommand,
+  CognitoIdentityProviderClient,
+  InitiateAuthCommand,
+  SignUpCommand,
+  type AuthenticationResultType,
+} from '@aws-sdk/client-cognito-identity-provider';
+
+/**
+ * The Cognito user pool, as the platform uses it. The same code talks to real Cognito (endpoint
+ * unset: the SDK's regional endpoint and credential chain) and to cognito-local (endpoint set:
+ * the emulator accepts any credentials, so static dummy ones keep the SDK from searching).
+ */
+export interface UserPoolOptions {
+  region: string;
+  userPoolId: string;
+  clientId: string;
+  endpoint?: string;
+}
+
+export interface PoolTokens {
+  idToken: string;
+  accessToken: string;
+  refreshToken: string | null;
+  expiresIn: number;
+  claims: IdTokenClaims;
+}
+
+export interface IdTokenClaims {
+  sub: string;
+  email: string;
+  'custom:role'?: string;
+  'custom:tenant_id'?: string;
+  exp: number;
+  [claim: string]: unknown;
+}
+
+/** Reads the claims of a token that came straight from Cognito over our own connection. */
+export function decodeIdToken(idToken: string): IdTokenClaims {
+  const payload = idToken.split('.')[1];
+  if (!payload) throw new Error('Cognito returned a malformed ID token');
+  return JSON.parse(Buffer.from(payload, 'base64url').toString()) as IdTokenClaims;
+}
+
+export class UserPool {
+  private readonly client: CognitoIdentityProviderClient;
+
+  constructor(private readonly options: UserPoolOptions) {
+    this.client = new CognitoIdentityProviderClient({
+      region: options.region,
+      ...(options.endpoint
+        ? { endpoint: options.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+        : {}),
+    });
+  }
+
+  /** Creates a confirmed user who can sign in at once; returns the Cognito `sub`. */
+  async signUp(email: string, password: string): Promise<string> {
+    const result = await this.client.send(
+      new SignUpCommand({
+        ClientId: this.options.clientId,
+        Username: email,
+        Password: password,
+        UserAttributes: [{ Name: 'email', Value: email }],
+      }),
+    );
+    await this.client.send(new AdminConfirmSignUpCommand({ UserPoolId: this.options.userPoolId, Username: email }));
+    if (!result.UserSub) throw new Error('Cognito SignUp returned no UserSub');
+    return result.UserSub;
+  }
+
+  async signIn(email: string, password: string): Promise<PoolTokens> {
+    const result = await this.client.send(
+      new InitiateAuthCommand({
+        ClientId: this.options.clientId,
+        AuthFlow: 'USER_PASSWORD_AUTH',
+        AuthParameters: { USERNAME: email, PASSWORD: password },
+      }),
+    );
+    return tokensFrom(result.AuthenticationResult);
+  }
+
+  async refresh(refreshToken: string): Promise<PoolTokens> {
+    const result = await this.client.send(
+      new InitiateAuthCommand({
+        ClientId: this.options.clientId,
+        AuthFlow: 'REFRESH_TOKEN_AUTH',
+        AuthParameters: { REFRESH_TOKEN: refreshToken },
+      }),
+    );
+    // Cognito does not rotate refresh tokens by default: the one the client holds stays valid.
+    const tokens = tokensFrom(result.AuthenticationResult);
+    return { ...tokens, refreshToken: tokens.refreshToken ?? refreshToken };
+  }
+
+  /** The `sub` of a user, or null when the pool has no such user. */
+  async findUserId(email: string): Promise<string | null> {
+    try {
+      const user = await this.client.send(new AdminGetUserCommand({ UserPoolId: this.options.userPoolId, Username: email }));
+      return user.UserAttributes?.find((a) => a.Name === 'sub')?.Value ?? null;
+    } catch (error) {
+      if (isCognitoError(error, 'UserNotFoundException')) return null;
+      throw error;
+    }
+  }
+
+  /** Makes sure the bootstrap ADMIN exists with this password; returns its `sub`. */
+  async ensureAdmin(email: string, password: string): Promise<string> {
+    let userId = await this.findUserId(email);
+    if (!userId) {
+      try {
+        await this.client.send(
+          new AdminCreateUserCommand({
+            UserPoolId: this.options.userPoolId,
+            Username: email,
+            MessageAction: 'SUPPRESS',
+            UserAttributes: [
+              { Name: 'email', Value: email },
+              { Name: 'email_verified', Value: 'true' },
+            ],
+          }),
+        );
+      } catch (error) {
+        // Another replica created it first.
+        if (!isCognitoError(error, 'UsernameExistsException')) throw error;
+      }
+      userId = await this.findUserId(email);
+      if (!userId) throw new Error('the ADMIN user could not be created in Cognito');
+    }
+    await this.client.send(
+      new AdminSetUserPasswordCommand({ UserPoolId: this.options.userPoolId, Username: email, Password: password, Permanent: true }),
+    );
+    await this.setAttributes(email, { 'custom:role': 'ADMIN' });
+    return userId;
+  }
+
+  /** Sets the tenant (and role) the user's next ID token carries. */
+  async setAttributes(email: string, attributes: Record<string, string>): Promise<void> {
+    await this.client.send(
+      new AdminUpdateUserAttributesCommand({
+        UserPoolId: this.options.userPoolId,
+        Username: email,
+        UserAttributes: Object.entries(attributes).map(([Name, Value]) => ({ Name, Value })),
+      }),
+    );
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+function tokensFrom(result: AuthenticationResultType | undefined): PoolTokens {
+  if (!result?.IdToken || !result.AccessToken) throw new Error('Cognito returned no tokens');
+  const claims = decodeIdToken(result.IdToken);
+  // cognito-local omits ExpiresIn; the ID token's own `exp` is the truth either way.
+  const expiresIn = result.ExpiresIn ?? Math.max(0, claims.exp - Math.floor(Date.now() / 1000));
+  return {
+    idToken: result.IdToken,
+    accessToken: result.AccessToken,
+    refreshToken: result.RefreshToken ?? null,
+    expiresIn,
+    claims,
+  };
+}
+
+export function isCognitoError(error: unknown, ...names: string[]): boolean {
+  return error instanceof Error && names.includes(error.name);
+}

@@ -1,0 +1,42 @@
+import 'dotenv/config';
+import { z } from 'zod';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
+import { createDatabase } from '../../lib/database';
+import { runService } from '../../lib/service';
+import { UserPool } from '../../lib/userPool';
+import { startAuthSubgraph } from './server';
+
+const config = loadConfig(
+  commonEnv
+    .extend(databaseEnv.shape)
+    .extend(cognitoEnv.shape)
+    .extend(callerEnv.shape)
+    .extend({
+      AUTH_PORT: ports.AUTH_PORT,
+      ADMIN_EMAIL: z.email('ADMIN_EMAIL must be an email address'),
+      ADMIN_PASSWORD: z.string().min(8, 'ADMIN_PASSWORD must be at least 8 characters'),
+    }),
+);
+
+runService('auth', config.LOG_LEVEL, async (logger) => {
+  const db = createDatabase({ url: config.APP_DATABASE_URL });
+  const userPool = new UserPool({
+    region: config.AWS_REGION,
+    userPoolId: config.COGNITO_USER_POOL_ID,
+    clientId: config.COGNITO_CLIENT_ID,
+    endpoint: config.COGNITO_ENDPOINT,
+  });
+  const subgraph = await startAuthSubgraph({
+    port: config.AUTH_PORT,
+    callerSigningSecret: config.CALLER_SIGNING_SECRET,
+    db,
+    userPool,
+    admin: { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD },
+    logger,
+  });
+  return async () => {
+    await subgraph.stop();
+    await db.close();
+    userPool.destroy();
+  };
+});

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'graphql';
+import type { Database } from '../../lib/database';
+import type { Logger } from '../../lib/logger';
+import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
+import type { UserPool } from '../../lib/userPool';
+import { resolvers, type AuthContext } from './resolvers';
+import { normaliseEmail, saveUser } from './users';
+
+export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
+
+export interface AuthSubgraphOptions {
+  port: number;
+  callerSigningSecret: string;
+  db: Database;
+  userPool: UserPool;
+  admin: { email: string; password: string };
+  logger: Logger;
+}
+
+/** The first ADMIN, from ADMIN_EMAIL / ADMIN_PASSWORD, made in Cognito and recorded before serving. */
+async function bootstrapAdmin(options: AuthSubgraphOptions): Promise<void> {
+  const email = normaliseEmail(options.admin.email);
+  const id = await options.userPool.ensureAdmin(email, options.admin.password);
+  await saveUser(options.db, { id, email, role: 'ADMIN' });
+  options.logger.info({ email }, 'admin ready');
+}
+
+export async function startAuthSubgraph(options: AuthSubgraphOptions): Promise<RunningSubgraph> {
+  await bootstrapAdmin(options);
+  return startSubgraph<AuthContext>({
+    name: 'auth',
+    typeDefs,
+    resolvers,
+    port: options.port,
+    callerSigningSecret: options.callerSigningSecret,
+    logger: options.logger,
+    health: { database: () => options.db.ping() },
+    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool }),
+  });
+}

@@ -1,0 +1,148 @@
+import { randomUUID } from 'node:crypto';
+import type { Tx } from '../../lib/database';
+import { BadUserInput, NotFound } from '../../lib/errors';
+import type { LocationEvent } from '../../lib/locationEvent';
+import type { AcceptedInput } from './validation';
+import { isDeviceId } from './devices';
+
+/** A stored location, as resolvers see it (from the database or from a Kafka/Redis event). */
+export interface LocationRecord {
+  id: string;
+  tenantId: string;
+  deviceId: string;
+  seq: bigint | number;
+  latitude: number;
+  longitude: number;
+  accuracy: number | null;
+  speed: number | null;
+  heading: number | null;
+  altitude: number | null;
+  recordedAt: Date | string;
+  receivedAt: Date | string;
+}
+
+const locationFields = {
+  id: true,
+  tenantId: true,
+  deviceId: true,
+  seq: true,
+  latitude: true,
+  longitude: true,
+  accuracy: true,
+  speed: true,
+  heading: true,
+  altitude: true,
+  recordedAt: true,
+  receivedAt: true,
+} as const;
+
+export function toEvent(location: LocationRecord): LocationEvent {
+  return {
+    id: location.id,
+    tenantId: location.tenantId,
+    deviceId: location.deviceId,
+    seq: Number(location.seq),
+    latitude: location.latitude,
+    longitude: location.longitude,
+    accuracy: location.accuracy,
+    speed: location.speed,
+    heading: location.heading,
+    altitude: location.altitude,
+    recordedAt: new Date(location.recordedAt).toISOString(),
+    receivedAt: new Date(location.receivedAt).toISOString(),
+  };
+}
+
+/**
+ * Stores accepted locations and their outbox rows in the caller's transaction. Each device's row
+ * is locked while its counter advances, so per-device sequence numbers follow acceptance order
+ * even with concurrent writers; devices are locked in id order so two batches cannot deadlock.
+ */
+export async function storeLocations(tx: Tx, accepted: AcceptedInput[], receivedAt: Date): Promise<LocationRecord[]> {
+  const byDevice = new Map<string, number[]>();
+  accepted.forEach((input, index) => {
+    const indexes = byDevice.get(input.deviceId) ?? [];
+    indexes.push(index);
+    byDevice.set(input.deviceId, indexes);
+  });
+  const records: LocationRecord[] = new Array(accepted.length);
+  for (const deviceId of [...byDevice.keys()].sort()) {
+    const indexes = byDevice.get(deviceId) as number[];
+    const notFound = () => new NotFound('Device', { field: 'deviceId', index: indexes[0] as number });
+    if (!isDeviceId(deviceId)) throw notFound();
+    // RLS hides another tenant's device: the update matches no row, exactly as for an unknown id.
+    const updated = await tx.device.updateMany({ where: { id: deviceId }, data: { lastSeq: { increment: indexes.length } } });
+    if (updated.count === 0) throw notFound();
+    const device = await tx.device.findUniqueOrThrow({ where: { id: deviceId }, select: { tenantId: true, lastSeq: true } });
+    const first = device.lastSeq - BigInt(indexes.length) + 1n;
+    indexes.forEach((index, offset) => {
+      const input = accepted[index] as AcceptedInput;
+      records[index] = { id: randomUUID(), tenantId: device.tenantId, seq: first + BigInt(offset), receivedAt, ...input };
+    });
+  }
+  await tx.location.createMany({ data: records.map((r) => ({ ...r, seq: BigInt(r.seq), recordedAt: new Date(r.recordedAt), receivedAt })) });
+  await tx.locationOutbox.createMany({
+    data: records.map((r) => ({ locationId: r.id, tenantId: r.tenantId, deviceId: r.deviceId, payload: toEvent(r) })),
+  });
+  return records;
+}
+
+export function lastLocation(tx: Tx, deviceId: string): Promise<LocationRecord | null> {
+  return tx.location.findFirst({
+    where: { deviceId },
+    orderBy: [{ recordedAt: 'desc' }, { seq: 'desc' }],
+    select: locationFields,
+  });
+}
+
+export interface LocationPageArgs {
+  from?: Date | null;
+  to?: Date | null;
+  first?: number | null;
+  after?: string | null;
+}
+
+export const MAX_PAGE = 1000;
+
+type Cursor = { r: string; s: string };
+
+function encodeCursor(location: LocationRecord): string {
+  const cursor: Cursor = { r: new Date(location.recordedAt).toISOString(), s: String(location.seq) };
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
+}
+
+function decodeCursor(after: string): { recordedAt: Date; seq: bigint } {
+  try {
+    const cursor = JSON.parse(Buffer.from(after, 'base64url').toString()) as Cursor;
+    const recordedAt = new Date(cursor.r);
+    if (typeof cursor.r !== 'string' || Number.isNaN(recordedAt.getTime()) || !/^\d+$/.test(cursor.s)) throw new Error();
+    return { recordedAt, seq: BigInt(cursor.s) };
+  } catch {
+    throw new BadUserInput('after', 'after is not a cursor this API returned');
+  }
+}
+
+/** Newest `recordedAt` first; keyset paging on (recordedAt, seq), which the index covers. */
+export async function locationPage(tx: Tx, deviceId: string, args: LocationPageArgs) {
+  const first = args.first ?? 100;
+  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) throw new BadUserInput('first', `first must be 1 to ${MAX_PAGE}`);
+  if (args.from && args.to && args.from > args.to) throw new BadUserInput('from', 'from must not be after to');
+  const cursor = args.after ? decodeCursor(args.after) : null;
+  const rows = await tx.location.findMany({
+    where: {
+      deviceId,
+      recordedAt: { ...(args.from ? { gte: args.from } : {}), ...(args.to ? { lte: args.to } : {}) },
+      ...(cursor
+        ? { OR: [{ recordedAt: { lt: cursor.recordedAt } }, { recordedAt: cursor.recordedAt, seq: { lt: cursor.seq } }] }
+        : {}),
+    },
+    orderBy: [{ recordedAt: 'desc' }, { seq: 'desc' }],
+    take: first + 1,
+    select: locationFields,
+  });
+  const page = rows.slice(0, first);
+  return {
+    edges: page.map((node) => ({ cursor: encodeCursor(node), node })),
+    pageInfo: { hasNextPage: rows.length > first, endCursor: page.length ? encodeCursor(page[page.length - 1] as LocationRecord) : null },
+  };
+}

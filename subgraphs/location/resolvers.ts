@@ -1,0 +1,136 @@
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
+import type { Caller } from '../../lib/caller';
+import type { Database } from '../../lib/database';
+import { DateTime } from '../../lib/dateTime';
+import { BadUserInput, FleetError, NotFound } from '../../lib/errors';
+import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent';
+import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
+import type { DeviceRateLimit } from './deviceRateLimit';
+import { createDevice, findDevice, listDevices, type DeviceRecord } from './devices';
+import { lastLocation, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
+import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
+import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
+
+export interface LocationContext {
+  caller: Caller | null;
+  db: Database;
+  rateLimit: DeviceRateLimit;
+  relay: OutboxRelay;
+  window: RecordingWindow;
+  /** The event a `locationUpdated` selection is resolved against (sent by the gateway per event). */
+  locationEvent: unknown;
+  deviceCache: Map<string, Promise<DeviceRecord | null>>;
+}
+
+async function record(context: LocationContext, inputs: LocationInput[], single: boolean): Promise<LocationRecord[]> {
+  const member = requireTenantMember(context.caller);
+  const receivedAt = new Date();
+  const accepted = single ? [acceptInput(inputs[0] as LocationInput, receivedAt, context.window)] : acceptBatch(inputs, receivedAt, context.window);
+  const deviceIds = accepted.map((input) => input.deviceId);
+  let claimed = false;
+  try {
+    const records = await context.db.inScope(scopeFor(member), async (tx) => {
+      const stored = await storeLocations(tx, accepted, receivedAt);
+      // Claimed only for devices the caller may write to, and before commit: a refusal rolls back.
+      await context.rateLimit.claim(deviceIds);
+      claimed = true;
+      await tx.$queryRaw`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`;
+      return stored;
+    });
+    context.relay.wake();
+    return records;
+  } catch (error) {
+    if (claimed) await context.rateLimit.release(deviceIds).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Locations of one response mostly share a device: load each device once per request. */
+function loadDevice(context: LocationContext, id: string): Promise<DeviceRecord | null> {
+  let device = context.deviceCache.get(id);
+  if (!device) {
+    const known = requireCaller(context.caller);
+    device = context.db.inScope(scopeFor(known), (tx) => findDevice(tx, id));
+    context.deviceCache.set(id, device);
+  }
+  return device;
+}
+
+/** Resolves `locationUpdated` against one event the gateway received from Redis. */
+function subscriptionEvent(context: LocationContext, args: { tenantId: string; deviceId?: string | null }): LocationEvent {
+  const caller = requireCaller(context.caller);
+  const parsed = locationEventSchema.safeParse(context.locationEvent);
+  if (!parsed.success) throw new BadUserInput('locationEvent', 'locationUpdated is served by the gateway over graphql-ws');
+  const event = parsed.data;
+  const visible = caller.role === 'ADMIN' || caller.tenantId === event.tenantId;
+  if (!visible || event.tenantId !== args.tenantId || (args.deviceId && args.deviceId !== event.deviceId)) {
+    throw new NotFound('Location');
+  }
+  return event;
+}
+
+export const resolvers: GraphQLResolverMap<LocationContext> = {
+  DateTime,
+  Query: {
+    device: async (_root, args: { id: string }, { caller, db }) => {
+      const known = requireCaller(caller);
+      const device = await db.inScope(scopeFor(known), (tx) => findDevice(tx, args.id));
+      // Another tenant's device is answered exactly like one that does not exist.
+      if (!device) throw new NotFound('Device');
+      return device;
+    },
+    devices: async (_root, _args, { caller, db }) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => listDevices(tx));
+    },
+  },
+  Mutation: {
+    registerDevice: async (_root, args: { name: string }, { caller, db }) => {
+      const member = requireTenantMember(caller);
+      const name = args.name.trim();
+      if (name.length < 1 || name.length > 100) throw new BadUserInput('name', 'name must be 1 to 100 characters');
+      return db.inScope(scopeFor(member), (tx) => createDevice(tx, member.tenantId, name));
+    },
+    recordLocation: async (_root, args: { input: LocationInput }, context) => (await record(context, [args.input], true))[0],
+    recordLocations: (_root, args: { inputs: LocationInput[] }, context) => record(context, args.inputs, false),
+  },
+  Subscription: {
+    locationUpdated: {
+      subscribe: () => {
+        throw new FleetError('BAD_USER_INPUT', 'Subscribe through the gateway (graphql-ws on /graphql)', { field: 'locationUpdated' });
+      },
+      resolve: (_root: unknown, args: { tenantId: string; deviceId?: string | null }, context: LocationContext) =>
+        subscriptionEvent(context, args),
+    },
+  },
+  Tenant: {
+    __resolveReference: (reference: { id: string }) => reference,
+    devices: async (tenant: { id: string }, _args, { caller, db }) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => listDevices(tx, tenant.id));
+    },
+  },
+  Device: {
+    __resolveReference: async (reference: { id: string }, { caller, db }: LocationContext) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => findDevice(tx, reference.id));
+    },
+    tenant: (device: DeviceRecord) => ({ __typename: 'Tenant', id: device.tenantId }),
+    lastLocation: async (device: DeviceRecord, _args, { caller, db }) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => lastLocation(tx, device.id));
+    },
+    locations: async (device: DeviceRecord, args: LocationPageArgs, { caller, db }) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => locationPage(tx, device.id, args));
+    },
+  },
+  Location: {
+    sequence: (location: LocationRecord) => Number(location.seq),
+    device: async (location: LocationRecord, _args, context) => {
+      const device = await loadDevice(context, location.deviceId);
+      if (!device) throw new NotFound('Device');
+      return device;
+    },
+  },
+};

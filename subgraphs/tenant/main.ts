@@ -1,0 +1,26 @@
+import 'dotenv/config';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
+import { createDatabase } from '../../lib/database';
+import { runService } from '../../lib/service';
+import { UserPool } from '../../lib/userPool';
+import { startTenantSubgraph } from './server';
+
+const config = loadConfig(
+  commonEnv.extend(databaseEnv.shape).extend(cognitoEnv.shape).extend(callerEnv.shape).extend({ TENANT_PORT: ports.TENANT_PORT }),
+);
+
+runService('tenant', config.LOG_LEVEL, async (logger) => {
+  const db = createDatabase({ url: config.APP_DATABASE_URL });
+  const userPool = new UserPool({
+    region: config.AWS_REGION,
+    userPoolId: config.COGNITO_USER_POOL_ID,
+    clientId: config.COGNITO_CLIENT_ID,
+    endpoint: config.COGNITO_ENDPOINT,
+  });
+  const subgraph = await startTenantSubgraph({ port: config.TENANT_PORT, callerSigningSecret: config.CALLER_SIGNING_SECRET, db, userPool, logger });
+  return async () => {
+    await subgraph.stop();
+    await db.close();
+    userPool.destroy();
+  };
+});

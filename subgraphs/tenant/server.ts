@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'graphql';
+import type { Database } from '../../lib/database';
+import type { Logger } from '../../lib/logger';
+import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
+import type { UserPool } from '../../lib/userPool';
+import { resolvers, type TenantContext } from './resolvers';
+
+export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
+
+export interface TenantSubgraphOptions {
+  port: number;
+  callerSigningSecret: string;
+  db: Database;
+  userPool: UserPool;
+  logger: Logger;
+}
+
+export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<RunningSubgraph> {
+  return startSubgraph<TenantContext>({
+    name: 'tenant',
+    typeDefs,
+    resolvers,
+    port: options.port,
+    callerSigningSecret: options.callerSigningSecret,
+    logger: options.logger,
+    health: { database: () => options.db.ping() },
+    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool }),
+  });
+}

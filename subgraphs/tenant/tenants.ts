@@ -1,0 +1,36 @@
+import type { Tx } from '../../lib/database';
+
+/** The tenant subgraph's data access: tenants and who belongs to them. RLS scopes every query. */
+export const tenantFields = { id: true, name: true, createdAt: true } as const;
+export type TenantRecord = { id: string; name: string; createdAt: Date };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Ids are opaque to clients: one that is not a UUID simply names nothing. */
+export function isTenantId(id: string): boolean {
+  return UUID.test(id);
+}
+
+export function findTenant(tx: Tx, id: string): Promise<TenantRecord | null> {
+  if (!isTenantId(id)) return Promise.resolve(null);
+  return tx.tenant.findUnique({ where: { id }, select: tenantFields });
+}
+
+export function listTenants(tx: Tx): Promise<TenantRecord[]> {
+  return tx.tenant.findMany({ select: tenantFields, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
+}
+
+export async function tenantOfUser(tx: Tx, userId: string): Promise<TenantRecord | null> {
+  const membership = await tx.tenantMember.findUnique({ where: { userId }, select: { tenant: { select: tenantFields } } });
+  return membership?.tenant ?? null;
+}
+
+export async function memberIds(tx: Tx, tenantId: string): Promise<string[]> {
+  const rows = await tx.tenantMember.findMany({ where: { tenantId }, select: { userId: true }, orderBy: { createdAt: 'asc' } });
+  return rows.map((row) => row.userId);
+}
+
+/** A user belongs to at most one tenant: adding them elsewhere moves them. */
+export function setMembership(tx: Tx, userId: string, tenantId: string) {
+  return tx.tenantMember.upsert({ where: { userId }, create: { userId, tenantId }, update: { tenantId } });
+}
