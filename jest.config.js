@@ -8,5 +8,9 @@ module.exports = {
     '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }],
   },
   transformIgnorePatterns: ['/node_modules/(?!(graphql-ws)/)'],
+  globalSetup: '<rootDir>/test/support/globalSetup.ts',
+  globalTeardown: '<rootDir>/test/support/globalTeardown.ts',
+  // Two cores: two suites at a time, each with its own database, Redis prefix and Kafka topic.
+  maxWorkers: 2,
   testTimeout: 60000,
 };

@@ -1,0 +1,66 @@
+import 'dotenv/config';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, positiveInt, redisEnv } from '../lib/config';
+import { createDatabase } from '../lib/database';
+import { runService } from '../lib/service';
+import { CallerDirectory, TokenVerifier } from './identity';
+import { startGateway } from './server';
+import { SUPERGRAPH_CONFIG, composeSupergraph } from './supergraph';
+
+const config = loadConfig(
+  commonEnv
+    .extend(databaseEnv.shape)
+    .extend(redisEnv.shape)
+    .extend(cognitoEnv.shape)
+    .extend(callerEnv.shape)
+    .extend({
+      GATEWAY_PORT: ports.GATEWAY_PORT,
+      /** A supergraph SDL composed ahead of time (`npm run compose`); unset: composed at start from supergraph.yaml. */
+      SUPERGRAPH_PATH: z.string().optional(),
+      AUTH_URL: z.string().url().optional(),
+      TENANT_URL: z.string().url().optional(),
+      LOCATION_URL: z.string().url().optional(),
+      /** Only for an emulator whose issuer is not `<COGNITO_ENDPOINT>/<pool id>`. */
+      COGNITO_ISSUER: z.string().url().optional(),
+      SUBSCRIPTIONS_PER_CONNECTION: positiveInt(100),
+      SUBSCRIPTIONS_PER_TENANT: positiveInt(10_000),
+      SUBSCRIBER_QUEUE_CAPACITY: positiveInt(1_000),
+    }),
+);
+
+runService('gateway', config.LOG_LEVEL, async (logger) => {
+  const supergraphSdl = config.SUPERGRAPH_PATH
+    ? readFileSync(config.SUPERGRAPH_PATH, 'utf8')
+    : composeSupergraph({
+        configPath: SUPERGRAPH_CONFIG,
+        routingUrls: { auth: config.AUTH_URL, tenant: config.TENANT_URL, location: config.LOCATION_URL },
+      });
+  const db = createDatabase({ url: config.APP_DATABASE_URL });
+  const verifier = new TokenVerifier({
+    region: config.AWS_REGION,
+    userPoolId: config.COGNITO_USER_POOL_ID,
+    clientId: config.COGNITO_CLIENT_ID,
+    issuer: config.COGNITO_ISSUER ?? (config.COGNITO_ENDPOINT ? `${config.COGNITO_ENDPOINT.replace(/\/$/, '')}/${config.COGNITO_USER_POOL_ID}` : undefined),
+  });
+  await verifier.warm().catch((error: unknown) => logger.warn({ err: error }, 'JWKS not loaded yet; will load on the first token'));
+  const gateway = await startGateway({
+    port: config.GATEWAY_PORT,
+    supergraphSdl,
+    callerSigningSecret: config.CALLER_SIGNING_SECRET,
+    identity: new CallerDirectory(verifier, db),
+    db,
+    redisUrl: config.REDIS_URL,
+    redisPrefix: config.REDIS_PREFIX,
+    limits: {
+      perConnection: config.SUBSCRIPTIONS_PER_CONNECTION,
+      perTenant: config.SUBSCRIPTIONS_PER_TENANT,
+      queueCapacity: config.SUBSCRIBER_QUEUE_CAPACITY,
+    },
+    logger,
+  });
+  return async () => {
+    await gateway.stop();
+    await db.close();
+  };
+});
