@@ -22,7 +22,8 @@ export class SubgraphFetcher extends RemoteGraphQLDataSource<GatewayContext> {
   }
 
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
-    if (context?.caller) request.http?.headers.set(CALLER_HEADER, signCaller(context.caller, this.callerSigningSecret));
+    // Signed even for anonymous clients: subgraphs then know the request came through the gateway.
+    request.http?.headers.set(CALLER_HEADER, signCaller(context?.caller ?? null, this.callerSigningSecret));
     if (context?.locationEvent) request.extensions = { ...request.extensions, locationEvent: context.locationEvent };
   }
 }

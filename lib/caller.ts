@@ -20,7 +20,11 @@ export const callerSchema = z.object({
 });
 export type Caller = z.infer<typeof callerSchema>;
 
-const envelopeSchema = z.object({ caller: callerSchema, exp: z.number() });
+/** `caller: null`: an anonymous client whose request still came through the gateway (public mutations). */
+const envelopeSchema = z.object({ caller: callerSchema.nullable(), exp: z.number() });
+
+export type GatewayRequest = { viaGateway: true; caller: Caller | null } | { viaGateway: false; caller: null };
+const NOT_FROM_GATEWAY: GatewayRequest = { viaGateway: false, caller: null };
 
 const DEFAULT_TTL_MS = 60_000;
 
@@ -28,26 +32,29 @@ function mac(secret: string, body: string): Buffer {
   return createHmac('sha256', secret).update(body).digest();
 }
 
-export function signCaller(caller: Caller, secret: string, now = Date.now(), ttlMs = DEFAULT_TTL_MS): string {
+export function signCaller(caller: Caller | null, secret: string, now = Date.now(), ttlMs = DEFAULT_TTL_MS): string {
   const body = Buffer.from(JSON.stringify({ caller, exp: now + ttlMs })).toString('base64url');
   return `${body}.${mac(secret, body).toString('base64url')}`;
 }
 
-/** The caller the header carries, or null when it is absent, forged, malformed or expired. */
-export function verifyCaller(header: string | undefined | null, secret: string, now = Date.now()): Caller | null {
-  if (!header) return null;
+/**
+ * What the header proves: that the gateway sent the request, and for whom. Absent, forged,
+ * malformed or expired headers prove nothing (`viaGateway: false`, no caller).
+ */
+export function verifyCaller(header: string | undefined | null, secret: string, now = Date.now()): GatewayRequest {
+  if (!header) return NOT_FROM_GATEWAY;
   const [body, signature, extra] = header.split('.');
-  if (!body || !signature || extra !== undefined) return null;
+  if (!body || !signature || extra !== undefined) return NOT_FROM_GATEWAY;
   const expected = mac(secret, body);
   const given = Buffer.from(signature, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return NOT_FROM_GATEWAY;
   let json: unknown;
   try {
     json = JSON.parse(Buffer.from(body, 'base64url').toString());
   } catch {
-    return null;
+    return NOT_FROM_GATEWAY;
   }
   const parsed = envelopeSchema.safeParse(json);
-  if (!parsed.success || parsed.data.exp < now) return null;
-  return parsed.data.caller;
+  if (!parsed.success || parsed.data.exp < now) return NOT_FROM_GATEWAY;
+  return { viaGateway: true, caller: parsed.data.caller };
 }

@@ -66,7 +66,9 @@ export class ConfigError extends Error {
 
 /** Parses the environment against a schema; throws one error listing every bad variable. */
 export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const result = schema.safeParse(env);
+  // `NAME=` in a .env file means "not set", as it does for the defaults in .env.example.
+  const given = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const result = schema.safeParse(given);
   if (result.success) return result.data;
   throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`));
 }

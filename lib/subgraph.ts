@@ -20,6 +20,8 @@ import type { Logger } from './logger';
  */
 export interface SubgraphRequest {
   caller: Caller | null;
+  /** The gateway signed this request (also true for an anonymous client's public mutation). */
+  viaGateway: boolean;
   /** `extensions` of the GraphQL request, as sent by the gateway (e.g. the event a subscription resolves). */
   extensions: Record<string, unknown>;
 }
@@ -63,9 +65,9 @@ export async function startSubgraph<Context extends object>(options: SubgraphOpt
     expressMiddleware(server, {
       context: async ({ req }) => {
         const header = req.headers[CALLER_HEADER];
-        const caller = verifyCaller(Array.isArray(header) ? header[0] : header, options.callerSigningSecret);
+        const { caller, viaGateway } = verifyCaller(Array.isArray(header) ? header[0] : header, options.callerSigningSecret);
         const body = req.body as { extensions?: Record<string, unknown> } | undefined;
-        return options.context({ caller, extensions: body?.extensions ?? {} });
+        return options.context({ caller, viaGateway, extensions: body?.extensions ?? {} });
       },
     }),
   );

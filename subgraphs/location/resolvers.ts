@@ -34,7 +34,7 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
       // Claimed only for devices the caller may write to, and before commit: a refusal rolls back.
       await context.rateLimit.claim(deviceIds);
       claimed = true;
-      await tx.$queryRaw`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`;
+      await tx.$executeRaw`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`;
       return stored;
     });
     context.relay.wake();

@@ -2,13 +2,14 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import type { Caller } from '../../lib/caller';
 import type { Database } from '../../lib/database';
 import { DateTime } from '../../lib/dateTime';
-import { BadUserInput, NotFound } from '../../lib/errors';
+import { BadUserInput, NotFound, Unauthenticated } from '../../lib/errors';
 import { requireAdmin, requireCaller, scopeFor } from '../../lib/scope';
 import type { UserPool } from '../../lib/userPool';
 import { findTenant, isTenantId, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, type TenantRecord } from './tenants';
 
 export interface TenantContext {
   caller: Caller | null;
+  viaGateway: boolean;
   db: Database;
   userPool: UserPool;
 }
@@ -74,9 +75,13 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
   },
   User: {
     __resolveReference: (reference: { id: string }) => reference,
-    tenant: async (user: { id: string }, _args, { caller, db }) => {
-      const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => tenantOfUser(tx, user.id));
+    tenant: async (user: { id: string }, _args, { caller, viaGateway, db }) => {
+      if (caller) return db.inScope(scopeFor(caller), (tx) => tenantOfUser(tx, user.id));
+      // Anonymous requests reach a User only through register/login/refreshSession, whose user is
+      // the one who just authenticated, so `login { user { tenant { name } } }` may show it. The
+      // gateway vouches for that; a request straight to this subgraph gets nothing.
+      if (!viaGateway) throw new Unauthenticated();
+      return db.inScope({ kind: 'system' }, (tx) => tenantOfUser(tx, user.id));
     },
   },
 };

@@ -26,6 +26,6 @@ export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<Run
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     health: { database: () => options.db.ping() },
-    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool }),
+    context: ({ caller, viaGateway }) => ({ caller, viaGateway, db: options.db, userPool: options.userPool }),
   });
 }
