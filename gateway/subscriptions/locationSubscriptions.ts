@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { print, type DocumentNode, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import type { Caller } from '../../lib/caller';
 import { FleetError, NotFound, formatFleetError } from '../../lib/errors';
@@ -61,6 +62,7 @@ class SubscriptionGroup {
     private readonly variables: Record<string, unknown>,
     private readonly planned: PlannedSubscription,
     private readonly logger: Logger,
+    private readonly onResolved: () => void,
   ) {}
 
   /** Takes one event (from Redis or a catch-up). Replays and duplicates are dropped here. */
@@ -87,6 +89,7 @@ class SubscriptionGroup {
   }
 
   private async resolve(event: LocationEvent): Promise<ExecutionResult> {
+    this.onResolved();
     try {
       const result = await this.planned.execute(event, this.caller, this.variables);
       if (!result.errors?.length) return result;
@@ -102,8 +105,15 @@ class SubscriptionGroup {
   }
 }
 
-export class LocationSubscriptions {
+/** What the registry reports: `changed` when a subscription starts or ends, for operators and tests. */
+export interface SubscriptionStats {
+  /** Events resolved through the query plan (once per group per event, however many subscribers). */
+  eventsResolved: number;
+}
+
+export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
   private readonly groups = new Map<string, SubscriptionGroup>();
+  readonly stats: SubscriptionStats = { eventsResolved: 0 };
   private readonly openPerTenant = new Map<string, number>();
   private readonly stopCatchUp: () => void;
 
@@ -114,6 +124,7 @@ export class LocationSubscriptions {
     private readonly limits: SubscriptionLimits,
     private readonly logger: Logger,
   ) {
+    super();
     this.stopCatchUp = feed.onResubscribed(() => void this.catchUpAll());
   }
 
@@ -161,9 +172,11 @@ export class LocationSubscriptions {
           this.groups.delete(group.key);
           group.unfollow?.();
         }
+        this.emit('changed');
       },
     );
     group.subscribers.add(queue);
+    this.emit('changed');
     return queue;
   }
 
@@ -203,7 +216,9 @@ export class LocationSubscriptions {
     if (existing) return existing;
 
     const planned = this.planner.plan(request.document, request.operationName);
-    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger);
+    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger, () => {
+      this.stats.eventsResolved += 1;
+    });
     this.groups.set(key, group);
     try {
       group.unfollow = await this.feed.follow(request.args, (event) => group.accept(event));

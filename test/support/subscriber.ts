@@ -1,0 +1,101 @@
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+
+/**
+ * A live dashboard for tests: a real graphql-ws client that collects what a subscription delivers
+ * and lets a test await "n results" or "the socket closed" as events, never by sleeping.
+ */
+export interface Collected {
+  results: Array<{ data?: any; errors?: any[] }>;
+  error: unknown;
+  completed: boolean;
+  /** Resolves once `count` results arrived (rejects on error or after `timeoutMs`). */
+  waitFor(count: number, timeoutMs?: number): Promise<Array<{ data?: any; errors?: any[] }>>;
+  /** Resolves when the subscription ends with an error (returns it) or completes. */
+  ended(timeoutMs?: number): Promise<unknown>;
+  unsubscribe(): void;
+}
+
+export interface Dashboard {
+  client: Client;
+  closed: Promise<{ code: number; reason: string }>;
+  subscribe(query: string, variables?: Record<string, unknown>): Collected;
+  dispose(): Promise<void>;
+}
+
+export function connectDashboard(wsUrl: string, token: string | null, params?: Record<string, unknown>): Dashboard {
+  let onClosed: (event: { code: number; reason: string }) => void = () => undefined;
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    onClosed = resolve;
+  });
+  const client = createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: params ?? (token ? { authorization: `Bearer ${token}` } : {}),
+    on: {
+      closed: (event) => {
+        const { code, reason } = event as { code: number; reason: string };
+        onClosed({ code, reason: String(reason) });
+      },
+    },
+    onNonLazyError: () => undefined,
+  });
+  return {
+    client,
+    closed,
+    subscribe(query, variables = {}) {
+      const waiters: Array<() => void> = [];
+      const collected: Collected = {
+        results: [],
+        error: undefined,
+        completed: false,
+        waitFor(count, timeoutMs = 20_000) {
+          return until(() => collected.results.length >= count || collected.error !== undefined || collected.completed, timeoutMs, () =>
+            `expected ${count} results, got ${collected.results.length}`,
+          ).then(() => {
+            if (collected.results.length < count) throw new Error(`subscription ended early: ${JSON.stringify(collected.error)}`);
+            return collected.results.slice(0, count);
+          });
+        },
+        ended(timeoutMs = 20_000) {
+          return until(() => collected.error !== undefined || collected.completed, timeoutMs, () => 'subscription did not end').then(() => collected.error);
+        },
+        unsubscribe: () => unsubscribe(),
+      };
+      const notify = () => waiters.splice(0).forEach((wake) => wake());
+      function until(done: () => boolean, timeoutMs: number, message: () => string): Promise<void> {
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(message())), timeoutMs);
+          const check = () => {
+            if (done()) {
+              clearTimeout(timer);
+              resolve();
+            } else waiters.push(check);
+          };
+          check();
+        });
+      }
+      const unsubscribe = client.subscribe(
+        { query, variables },
+        {
+          next: (value) => {
+            collected.results.push(value as { data?: any; errors?: any[] });
+            notify();
+          },
+          error: (error) => {
+            collected.error = error ?? 'error';
+            notify();
+          },
+          complete: () => {
+            collected.completed = true;
+            notify();
+          },
+        },
+      );
+      return collected;
+    },
+    dispose: () => client.dispose() as Promise<void>,
+  };
+}
