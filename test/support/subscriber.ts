@@ -11,6 +11,8 @@ export interface Collected {
   completed: boolean;
   /** Resolves once `count` results arrived (rejects on error or after `timeoutMs`). */
   waitFor(count: number, timeoutMs?: number): Promise<Array<{ data?: any; errors?: any[] }>>;
+  /** Resolves once what arrived satisfies `condition`. */
+  until(condition: (results: Array<{ data?: any; errors?: any[] }>) => boolean, timeoutMs?: number): Promise<void>;
   /** Resolves when the subscription ends with an error (returns it) or completes. */
   ended(timeoutMs?: number): Promise<unknown>;
   unsubscribe(): void;
@@ -58,6 +60,9 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
             if (collected.results.length < count) throw new Error(`subscription ended early: ${JSON.stringify(collected.error)}`);
             return collected.results.slice(0, count);
           });
+        },
+        until(condition, timeoutMs = 20_000) {
+          return until(() => condition(collected.results), timeoutMs, () => `condition not met after ${collected.results.length} results`);
         },
         ended(timeoutMs = 20_000) {
           return until(() => collected.error !== undefined || collected.completed, timeoutMs, () => 'subscription did not end').then(() => collected.error);
