@@ -9,7 +9,7 @@ import express from 'express';
 import { print, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../lib/caller';
 import type { Database } from '../lib/database';
-import { Unauthenticated, formatFleetError } from '../lib/errors';
+import { BadUserInput, Unauthenticated, formatFleetError } from '../lib/errors';
 import { answerHealth } from '../lib/health';
 import type { Logger } from '../lib/logger';
 import { bearerToken, type CallerDirectory } from './identity';
@@ -62,7 +62,21 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const httpServer = http.createServer(app);
   const server = new ApolloServer<GatewayContext>({
     gateway,
-    plugins: [ApolloServerPluginDrainHttpServer({ httpServer })],
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      {
+        // @apollo/gateway cannot execute a subscription; say where subscriptions are served instead.
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ operation }) {
+              if (operation?.operation === 'subscription') {
+                throw new BadUserInput('query', 'Subscriptions are served over graphql-ws (subprotocol graphql-transport-ws) on /graphql');
+              }
+            },
+          };
+        },
+      },
+    ],
     includeStacktraceInErrorResponses: false,
     formatError: (formatted, error) =>
       formatFleetError(formatted, () => logger.error({ err: error, path: formatted.path }, 'request failed')),
@@ -80,6 +94,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   };
 
   const feed = new LocationFeed(options.redisUrl, options.redisPrefix, logger.child({ component: 'location-feed' }));
+  await feed.followingMemberships();
   const planner = createSubscriptionPlanner({ supergraph, apiSchema, serviceMap });
   const subscriptions = new LocationSubscriptions(
     feed,
@@ -94,6 +109,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     apiSchema,
     identity: options.identity,
     subscriptions,
+    onMembershipChanged: (listener) => feed.onMembershipChanged(listener),
     executeOperation: executeAs,
     logger: logger.child({ component: 'graphql-ws' }),
   });

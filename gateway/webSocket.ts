@@ -29,10 +29,15 @@ import type { SubscriberQueue } from './subscriptions/subscriberQueue';
  * through the same executor as HTTP.
  */
 export const CLOSE_UNAUTHORIZED = 4401;
+/** The caller's tenant changed while connected: what the socket was authorized for no longer holds. */
+export const CLOSE_MEMBERSHIP_CHANGED = 4403;
 /** RFC 6455 "Try Again Later": the client stopped reading and its backlog hit the bound. */
 export const CLOSE_TOO_SLOW = 1013;
+/** How long a dropped slow client has to read up to the close frame before its socket is cut. */
+const SLOW_CLOSE_GRACE_MS = 5_000;
 
 interface ConnectionState extends SubscriberConnection {
+  token: string;
   expiry?: NodeJS.Timeout;
 }
 
@@ -44,6 +49,8 @@ export interface WebSocketOptions {
   apiSchema: GraphQLSchema;
   identity: CallerDirectory;
   subscriptions: LocationSubscriptions;
+  /** Calls back with a user id whenever an ADMIN moved that user to another tenant. */
+  onMembershipChanged(listener: (userId: string) => void): () => void;
   /** Runs a query or mutation as the caller through the gateway (same path as HTTP). */
   executeOperation(document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>, caller: Caller): Promise<ExecutionResult>;
   logger: Logger;
@@ -65,6 +72,11 @@ export function startWebSocketServer(options: WebSocketOptions) {
   const locationUpdated = subscriptionType?.getFields().locationUpdated;
   if (!locationUpdated) throw new Error('the supergraph has no Subscription.locationUpdated');
 
+  const socketsByUser = new Map<string, Set<WebSocket>>();
+  const stopWatchingMemberships = options.onMembershipChanged((userId) => {
+    for (const socket of socketsByUser.get(userId) ?? []) socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
+  });
+
   const cleanup = useServer<Record<string, unknown> | undefined, Extra>(
     {
       schema: options.apiSchema,
@@ -80,11 +92,19 @@ export function startWebSocketServer(options: WebSocketOptions) {
           const { caller, expiresAt } = await options.identity.callerFor(token);
           const state: ConnectionState = {
             caller,
+            token,
             open: 0,
-            dropAsSlow: () => socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation'),
+            dropAsSlow: () => {
+              socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation');
+              // A client that never reads would hold its buffers until ws' 30 s close timeout.
+              setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+            },
           };
           state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
           ctx.extra.state = state;
+          const sockets = socketsByUser.get(caller.userId) ?? new Set();
+          sockets.add(socket);
+          socketsByUser.set(caller.userId, sockets);
           return true;
         } catch (error) {
           if (!(error instanceof Unauthenticated)) logger.error({ err: error }, 'connection_init failed');
@@ -93,11 +113,24 @@ export function startWebSocketServer(options: WebSocketOptions) {
         }
       },
       onClose: (ctx) => {
-        clearTimeout(ctx.extra.state?.expiry);
+        const state = ctx.extra.state;
+        if (!state) return;
+        clearTimeout(state.expiry);
+        const sockets = socketsByUser.get(state.caller.userId);
+        sockets?.delete(ctx.extra.socket);
+        if (sockets?.size === 0) socketsByUser.delete(state.caller.userId);
       },
       onSubscribe: async (ctx, _id, payload) => {
         const state = ctx.extra.state;
         if (!state) return [new Unauthenticated()];
+        // Role and tenant are read again for every operation: the database, not the moment the
+        // socket opened, decides what the caller may do.
+        try {
+          state.caller = (await options.identity.callerFor(state.token)).caller;
+        } catch (error) {
+          ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+          return asErrors(error);
+        }
         let document: DocumentNode;
         try {
           document = parse(payload.query);
@@ -146,6 +179,7 @@ export function startWebSocketServer(options: WebSocketOptions) {
       return wsServer.clients.size;
     },
     async close(): Promise<void> {
+      stopWatchingMemberships();
       await cleanup.dispose();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
     },

@@ -22,3 +22,11 @@ export function locationChannels(prefix: string, event: { tenantId: string; devi
     locationChannel(prefix, { tenantId: event.tenantId, deviceId: event.deviceId }),
   ];
 }
+
+/**
+ * `<prefix>memberships`: the tenant subgraph publishes a user id here when an ADMIN moves that user
+ * to another tenant, so every gateway closes the user's open sockets (they hold the old tenant).
+ */
+export function membershipChannel(prefix: string): string {
+  return `${prefix}memberships`;
+}

@@ -1,6 +1,6 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import { Redis } from 'ioredis';
-import { locationChannel, type LocationChannelScope } from '../../lib/channels';
+import { locationChannel, membershipChannel, type LocationChannelScope } from '../../lib/channels';
 import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent';
 import type { Logger } from '../../lib/logger';
 
@@ -19,6 +19,8 @@ export class LocationFeed {
   private readonly publisher: Redis;
   private readonly channels = new Map<string, { subscription: Promise<number>; listeners: Set<(event: LocationEvent) => void> }>();
   private readonly resubscribedListeners = new Set<() => void>();
+  private readonly membershipListeners = new Set<(userId: string) => void>();
+  private readonly membershipSubscription: Promise<number>;
   private lostConnection = false;
 
   constructor(
@@ -40,11 +42,26 @@ export class LocationFeed {
       for (const listener of this.resubscribedListeners) listener();
     });
     this.subscriber.on('error', (error) => logger.debug({ err: error }, 'Redis subscriber error'));
+    this.membershipSubscription = this.pubsub.subscribe(membershipChannel(prefix), (message: unknown) => {
+      const userId = (message as { userId?: unknown } | null)?.userId;
+      if (typeof userId === 'string') for (const listener of this.membershipListeners) listener(userId);
+    });
+    this.membershipSubscription.catch((error: unknown) => logger.error({ err: error }, 'could not follow membership changes'));
     this.publisher.on('error', (error) => logger.debug({ err: error }, 'Redis publisher error'));
   }
 
   get ready(): boolean {
     return this.subscriber.status === 'ready';
+  }
+
+  /** Resolves once membership changes are being received (Redis confirmed the subscription). */
+  async followingMemberships(): Promise<void> {
+    await this.membershipSubscription;
+  }
+
+  onMembershipChanged(listener: (userId: string) => void): () => void {
+    this.membershipListeners.add(listener);
+    return () => this.membershipListeners.delete(listener);
   }
 
   onResubscribed(listener: () => void): () => void {

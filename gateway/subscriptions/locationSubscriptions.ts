@@ -109,11 +109,13 @@ class SubscriptionGroup {
 export interface SubscriptionStats {
   /** Events resolved through the query plan (once per group per event, however many subscribers). */
   eventsResolved: number;
+  /** Subscribers dropped because they stopped reading and their queue filled. */
+  slowSubscribersDropped: number;
 }
 
 export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
   private readonly groups = new Map<string, SubscriptionGroup>();
-  readonly stats: SubscriptionStats = { eventsResolved: 0 };
+  readonly stats: SubscriptionStats = { eventsResolved: 0, slowSubscribersDropped: 0 };
   private readonly openPerTenant = new Map<string, number>();
   private readonly stopCatchUp: () => void;
 
@@ -164,7 +166,11 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     });
     const queue: SubscriberQueue = new SubscriberQueue(
       this.limits.queueCapacity,
-      () => connection.dropAsSlow(),
+      () => {
+        this.stats.slowSubscribersDropped += 1;
+        this.logger.warn({ userId: connection.caller.userId, capacity: this.limits.queueCapacity }, 'dropped a subscriber that stopped reading');
+        connection.dropAsSlow();
+      },
       () => {
         this.release(connection, args.tenantId);
         group.subscribers.delete(queue);

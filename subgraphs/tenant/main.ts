@@ -1,12 +1,13 @@
 import 'dotenv/config';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
+import { Redis } from 'ioredis';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
 import { UserPool } from '../../lib/userPool';
 import { startTenantSubgraph } from './server';
 
 const config = loadConfig(
-  commonEnv.extend(databaseEnv.shape).extend(cognitoEnv.shape).extend(callerEnv.shape).extend({ TENANT_PORT: ports.TENANT_PORT }),
+  commonEnv.extend(databaseEnv.shape).extend(redisEnv.shape).extend(cognitoEnv.shape).extend(callerEnv.shape).extend({ TENANT_PORT: ports.TENANT_PORT }),
 );
 
 runService('tenant', config.LOG_LEVEL, async (logger) => {
@@ -17,9 +18,19 @@ runService('tenant', config.LOG_LEVEL, async (logger) => {
     clientId: config.COGNITO_CLIENT_ID,
     endpoint: config.COGNITO_ENDPOINT,
   });
-  const subgraph = await startTenantSubgraph({ port: config.TENANT_PORT, callerSigningSecret: config.CALLER_SIGNING_SECRET, db, userPool, logger });
+  const redis = new Redis(config.REDIS_URL);
+  const subgraph = await startTenantSubgraph({
+    port: config.TENANT_PORT,
+    callerSigningSecret: config.CALLER_SIGNING_SECRET,
+    db,
+    userPool,
+    redis,
+    redisPrefix: config.REDIS_PREFIX,
+    logger,
+  });
   return async () => {
     await subgraph.stop();
+    redis.disconnect();
     await db.close();
     userPool.destroy();
   };

@@ -12,6 +12,8 @@ export interface TenantContext {
   viaGateway: boolean;
   db: Database;
   userPool: UserPool;
+  /** Tells every gateway that the user's tenant changed (their open sockets hold the old one). */
+  announceMembershipChange(userId: string): Promise<void>;
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -45,10 +47,10 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
         throw error;
       }
     },
-    addTenantMember: async (_root, args: { tenantId: string; email: string }, { caller, db, userPool }) => {
+    addTenantMember: async (_root, args: { tenantId: string; email: string }, { caller, db, userPool, announceMembershipChange }) => {
       const admin = requireAdmin(caller);
       const email = args.email.trim().toLowerCase();
-      return db.inScope(scopeFor(admin), async (tx) => {
+      const member = await db.inScope(scopeFor(admin), async (tx) => {
         if (!isTenantId(args.tenantId) || !(await tx.tenant.findUnique({ where: { id: args.tenantId }, select: { id: true } }))) {
           throw new NotFound('Tenant');
         }
@@ -60,6 +62,8 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
         await userPool.setAttributes(email, { 'custom:tenant_id': args.tenantId });
         return { id: user.id };
       });
+      await announceMembershipChange(member.id);
+      return member;
     },
   },
   Tenant: {

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'graphql';
+import type { Redis } from 'ioredis';
+import { membershipChannel } from '../../lib/channels';
 import type { Database } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
@@ -14,6 +16,9 @@ export interface TenantSubgraphOptions {
   callerSigningSecret: string;
   db: Database;
   userPool: UserPool;
+  /** Publishes membership changes to the gateways (see lib/channels.ts). */
+  redis: Redis;
+  redisPrefix: string;
   logger: Logger;
 }
 
@@ -25,7 +30,15 @@ export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<Run
     port: options.port,
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
-    health: { database: () => options.db.ping() },
-    context: ({ caller, viaGateway }) => ({ caller, viaGateway, db: options.db, userPool: options.userPool }),
+    health: { database: () => options.db.ping(), redis: () => options.redis.status === 'ready' },
+    context: ({ caller, viaGateway }) => ({
+      caller,
+      viaGateway,
+      db: options.db,
+      userPool: options.userPool,
+      announceMembershipChange: async (userId) => {
+        await options.redis.publish(membershipChannel(options.redisPrefix), JSON.stringify({ userId }));
+      },
+    }),
   });
 }

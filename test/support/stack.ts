@@ -87,7 +87,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   };
   const common = { port: 0, callerSigningSecret, db, logger };
   const auth: RunningSubgraph = await started(startAuthSubgraph({ ...common, userPool, admin }));
-  const tenant: RunningSubgraph = await started(startTenantSubgraph({ ...common, userPool }));
+  const tenant: RunningSubgraph = await started(startTenantSubgraph({ ...common, userPool, redis, redisPrefix }));
   const location: RunningSubgraph = await started(
     startLocationSubgraph({
       ...common,
