@@ -15,7 +15,7 @@ function log(message: string): void {
 async function main(): Promise<void> {
   const infrastructure = await startInfrastructure({
     env: process.env,
-    cognitoDataDir: path.join(ROOT, '.local', 'cognito'),
+    cognitoDataDir: process.env.COGNITO_LOCAL_DATA_DIR ?? path.join(ROOT, '.local', 'cognito'),
     // A fixed port keeps the emulator's issuer, and so the tokens clients hold, valid across restarts.
     cognitoPort: Number(process.env.COGNITO_LOCAL_PORT ?? 9230),
     log,
