@@ -12,5 +12,6 @@ module.exports = {
   globalTeardown: '<rootDir>/test/support/globalTeardown.ts',
   // Two cores: two suites at a time, each with its own database, Redis prefix and Kafka topic.
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/test/support/summaryReporter.js'],
   testTimeout: 60000,
 };

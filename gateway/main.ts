@@ -1,7 +1,7 @@
 import 'dotenv/config';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, positiveInt, redisEnv } from '../lib/config';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
@@ -23,9 +23,9 @@ const config = loadConfig(
       LOCATION_URL: z.string().url().optional(),
       /** Only for an emulator whose issuer is not `<COGNITO_ENDPOINT>/<pool id>`. */
       COGNITO_ISSUER: z.string().url().optional(),
-      SUBSCRIPTIONS_PER_CONNECTION: positiveInt(100),
-      SUBSCRIPTIONS_PER_TENANT: positiveInt(10_000),
-      SUBSCRIBER_QUEUE_CAPACITY: positiveInt(1_000),
+      SUBSCRIPTIONS_PER_CONNECTION: nonNegativeInt(100),
+      SUBSCRIPTIONS_PER_TENANT: nonNegativeInt(10_000),
+      SUBSCRIBER_QUEUE_CAPACITY: nonNegativeInt(1_000),
     }),
 );
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
  */
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
-const positiveInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
+const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 const url = (fallback: string) => z.string().url().default(fallback);
 
 export const commonEnv = z.object({
@@ -55,7 +55,7 @@ export const ports = {
   BRIDGE_PORT: port(4004),
 };
 
-export { port, positiveInt, url };
+export { port, nonNegativeInt, url };
 
 export class ConfigError extends Error {
   constructor(readonly issues: string[]) {

@@ -1,7 +1,7 @@
 import 'dotenv/config';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
-import { callerEnv, commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, positiveInt, redisEnv } from '../../lib/config';
+import { callerEnv, commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
 import { startLocationSubgraph } from './server';
@@ -14,9 +14,9 @@ const config = loadConfig(
     .extend(callerEnv.shape)
     .extend({
       LOCATION_PORT: ports.LOCATION_PORT,
-      LOCATION_MIN_INTERVAL_MS: positiveInt(0),
-      RECORDED_AT_MAX_FUTURE_MS: positiveInt(5 * 60_000),
-      RECORDED_AT_MAX_AGE_MS: positiveInt(7 * 24 * 3_600_000),
+      LOCATION_MIN_INTERVAL_MS: nonNegativeInt(0),
+      RECORDED_AT_MAX_FUTURE_MS: nonNegativeInt(5 * 60_000),
+      RECORDED_AT_MAX_AGE_MS: nonNegativeInt(7 * 24 * 3_600_000),
     }),
 );
 

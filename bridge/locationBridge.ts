@@ -1,0 +1,252 @@
+import { parseLocationMessage, type LocationEvent } from '../lib/locationEvent';
+
+/**
+ * The bridge's core, free of any transport: it turns one partition's messages into Redis
+ * publications and dead letters, and says which offset is safe to commit. The kafkajs adapter
+ * (`kafkaConsumer.ts`) feeds it; the ioredis publisher (`redisPublisher.ts`) and the Kafka DLQ
+ * producer implement its two collaborators. Unit tests drive it with fakes.
+ *
+ * Guarantees, per partition:
+ * - valid events are handed to the publisher in offset order, in one call per chunk, so a
+ *   publisher that writes them on one connection keeps per-device order;
+ * - an offset is reported safe only once every message up to and including it was published
+ *   (valid) or dead-lettered (invalid): a failure reports nothing for the failed chunk, and the
+ *   caller replays it; duplicates after a retry are allowed, gaps are not.
+ */
+
+export type HeaderValue = Buffer | string | (Buffer | string)[] | undefined;
+export type MessageHeaders = Record<string, HeaderValue>;
+
+/** One Kafka record as the bridge needs it (kafkajs' `KafkaMessage` fits structurally). */
+export interface RawMessage {
+  key: Buffer | string | null;
+  value: Buffer | string | null;
+  headers?: MessageHeaders;
+  /** Decimal string, as Kafka clients carry offsets (int64). */
+  offset: string;
+  /** Producer timestamp in epoch ms (decimal string), used only for the event-age metric. */
+  timestamp?: string;
+}
+
+export interface PartitionBatch {
+  topic: string;
+  partition: number;
+  messages: readonly RawMessage[];
+}
+
+export interface MessageSource {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+export interface DeadLetter {
+  key: Buffer | string | null;
+  value: Buffer | string | null;
+  headers: MessageHeaders;
+  /** Why the message is not a location (`parseLocationMessage`'s reason). */
+  reason: string;
+  source: MessageSource;
+}
+
+export interface LocationPublisher {
+  /** Publishes the events in the given order; resolves only once Redis acknowledged all of them. */
+  publish(events: readonly LocationEvent[]): Promise<void>;
+}
+
+export interface DeadLetterSink {
+  /** Stores the letters durably (acknowledged by the broker) before resolving. */
+  send(letters: readonly DeadLetter[]): Promise<void>;
+}
+
+/** Hooks for metrics; every method is optional so tests and tools can pass nothing. */
+export interface BridgeObserver {
+  published?(count: number, durationMs: number, messages: readonly RawMessage[]): void;
+  deadLettered?(letters: readonly DeadLetter[]): void;
+  /** A chunk failed and will be retried; `attempt` counts from 1 for each chunk. */
+  failed?(error: unknown, attempt: number): void;
+}
+
+export interface ChunkOutcome {
+  /** The offset of the last message handled: every message up to and including it is done. */
+  resolvedOffset: string | null;
+  published: number;
+  deadLettered: number;
+}
+
+/** A chunk could not be handed off; nothing of it counts as done. Always worth retrying. */
+export class BridgeDeliveryError extends Error {
+  readonly retriable = true;
+  constructor(
+    message: string,
+    readonly source: { topic: string; partition: number; firstOffset: string | null },
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BridgeDeliveryError';
+  }
+}
+
+export interface LocationBridgeOptions {
+  publisher: LocationPublisher;
+  deadLetters: DeadLetterSink;
+  observer?: BridgeObserver;
+}
+
+/** Splits a batch's messages into classified events and dead letters, keeping offset order. */
+export function classify(batch: PartitionBatch): { events: LocationEvent[]; deadLetters: DeadLetter[]; valid: RawMessage[] } {
+  const events: LocationEvent[] = [];
+  const valid: RawMessage[] = [];
+  const deadLetters: DeadLetter[] = [];
+  for (const message of batch.messages) {
+    const parsed = parseLocationMessage(message.key, message.value);
+    if (parsed.ok) {
+      events.push(parsed.event);
+      valid.push(message);
+    } else {
+      deadLetters.push({
+        key: message.key,
+        value: message.value,
+        headers: message.headers ?? {},
+        reason: parsed.reason,
+        source: { topic: batch.topic, partition: batch.partition, offset: message.offset },
+      });
+    }
+  }
+  return { events, deadLetters, valid };
+}
+
+export class LocationBridge {
+  private readonly publisher: LocationPublisher;
+  private readonly deadLetters: DeadLetterSink;
+  private readonly observer: BridgeObserver;
+
+  constructor(options: LocationBridgeOptions) {
+    this.publisher = options.publisher;
+    this.deadLetters = options.deadLetters;
+    this.observer = options.observer ?? {};
+  }
+
+  /**
+   * Publishes the valid messages and dead-letters the invalid ones of one chunk (consecutive
+   * messages of one partition), then reports the chunk's last offset as safe. Both hand-offs are
+   * awaited before anything is reported; if either fails the whole chunk is reported as not done
+   * (`BridgeDeliveryError`), even if the other half went through: a replay duplicates, never skips.
+   */
+  async process(batch: PartitionBatch): Promise<ChunkOutcome> {
+    const last = batch.messages[batch.messages.length - 1];
+    if (!last) return { resolvedOffset: null, published: 0, deadLettered: 0 };
+    const { events, deadLetters, valid } = classify(batch);
+
+    const started = performance.now();
+    const [published, deadLettered] = await Promise.allSettled([
+      events.length > 0 ? this.publisher.publish(events) : Promise.resolve(),
+      deadLetters.length > 0 ? this.deadLetters.send(deadLetters) : Promise.resolve(),
+    ]);
+    const failure = published.status === 'rejected' ? published : deadLettered.status === 'rejected' ? deadLettered : null;
+    if (failure) {
+      const what = failure === published ? 'publish to Redis' : 'send to the dead-letter topic';
+      const reason = failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
+      throw new BridgeDeliveryError(`could not ${what}: ${reason}`, {
+        topic: batch.topic,
+        partition: batch.partition,
+        firstOffset: batch.messages[0]?.offset ?? null,
+      }, { cause: failure.reason });
+    }
+    if (events.length > 0) this.observer.published?.(events.length, performance.now() - started, valid);
+    if (deadLetters.length > 0) this.observer.deadLettered?.(deadLetters);
+    return { resolvedOffset: last.offset, published: events.length, deadLettered: deadLetters.length };
+  }
+
+  /**
+   * Processes a whole fetched batch chunk by chunk, retrying a failed chunk with jittered
+   * exponential backoff until it goes through or the caller says to stop (consumer stopping,
+   * partition revoked or seeked). Only one chunk is held in memory per partition and nothing after
+   * a failed chunk is attempted, so per-partition order holds and a Redis outage costs no memory
+   * and no busy loop. `resolve` is called, in order, with each chunk's last offset once it is done.
+   */
+  async run(batch: PartitionBatch, control: RunControl): Promise<RunOutcome> {
+    const chunkSize = Math.max(1, control.chunkSize ?? DEFAULT_CHUNK_SIZE);
+    const outcome: RunOutcome = { resolvedOffset: null, published: 0, deadLettered: 0, attempts: 0, completed: false };
+    for (let start = 0; start < batch.messages.length; start += chunkSize) {
+      const chunk: PartitionBatch = { ...batch, messages: batch.messages.slice(start, start + chunkSize) };
+      const backoff = new Backoff(control.backoff);
+      let result: ChunkOutcome | undefined;
+      while (!result) {
+        if (!control.isActive()) return outcome;
+        outcome.attempts += 1;
+        try {
+          result = await this.process(chunk);
+        } catch (error) {
+          this.observer.failed?.(error, backoff.attempt + 1);
+          await control.wait(backoff.next());
+          // Keep the group membership (and learn about a rebalance) while Redis is away.
+          await control.heartbeat?.();
+        }
+      }
+      outcome.published += result.published;
+      outcome.deadLettered += result.deadLettered;
+      if (result.resolvedOffset !== null) {
+        outcome.resolvedOffset = result.resolvedOffset;
+        // Outside the try: a failing commit is the consumer's business (rebalance, coordinator
+        // moved), not a reason to publish the chunk again.
+        await control.resolve(result.resolvedOffset);
+      }
+    }
+    outcome.completed = true;
+    return outcome;
+  }
+}
+
+export const DEFAULT_CHUNK_SIZE = 500;
+
+export interface RunControl {
+  /** Marks every message up to and including `offset` as done (kafkajs `resolveOffset` + commit). */
+  resolve(offset: string): void | Promise<void>;
+  /** False once the chunk must be abandoned unresolved (stopping, revoked, stale). */
+  isActive(): boolean;
+  /** Waits `ms` (or less, if stopping); injected so tests need no timers. */
+  wait(ms: number): Promise<void>;
+  heartbeat?(): Promise<void>;
+  chunkSize?: number;
+  backoff?: BackoffOptions;
+}
+
+export interface RunOutcome extends ChunkOutcome {
+  attempts: number;
+  /** False if the run was abandoned (`isActive` turned false) before the last chunk was done. */
+  completed: boolean;
+}
+
+export interface BackoffOptions {
+  initialMs?: number;
+  maxMs?: number;
+  random?: () => number;
+}
+
+/**
+ * Exponential backoff with "equal jitter": attempt n waits between half and all of
+ * min(maxMs, initialMs * 2^n), so replicas that failed together do not retry together, and no
+ * wait is ever near zero (no busy loop against a dead Redis).
+ */
+export class Backoff {
+  private readonly initialMs: number;
+  private readonly maxMs: number;
+  private readonly random: () => number;
+  attempt = 0;
+
+  constructor(options: BackoffOptions = {}) {
+    this.initialMs = options.initialMs ?? 100;
+    this.maxMs = options.maxMs ?? 5_000;
+    this.random = options.random ?? Math.random;
+    if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) {
+      throw new RangeError(`backoff needs 0 < initialMs <= maxMs (got ${this.initialMs}, ${this.maxMs})`);
+    }
+  }
+
+  next(): number {
+    const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt, 30));
+    this.attempt += 1;
+    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+  }
+}
