@@ -1,5 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Prisma, PrismaClient } from '../generated/prisma/client';
+import { isUuid } from './ids';
 
 /**
  * The Prisma client factory and the tenant-scoped transaction.
@@ -48,7 +49,7 @@ export interface Database {
 export function scopeSettings(scope: DatabaseScope): { scope: string; tenantId: string; userId: string } {
   switch (scope.kind) {
     case 'member':
-      if (!UUID.test(scope.tenantId)) throw new TypeError(`inScope: tenantId is not a uuid: ${JSON.stringify(scope.tenantId)}`);
+      if (!isUuid(scope.tenantId)) throw new TypeError(`inScope: tenantId is not a uuid: ${JSON.stringify(scope.tenantId)}`);
       return { scope: 'member', tenantId: scope.tenantId, userId: requireUserId(scope.userId) };
     case 'admin':
       return { scope: 'admin', tenantId: '', userId: requireUserId(scope.userId) };
@@ -62,8 +63,6 @@ export function scopeSettings(scope: DatabaseScope): { scope: string; tenantId: 
     }
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function requireUserId(userId: string): string {
   if (typeof userId !== 'string' || userId.length === 0) throw new TypeError('inScope: userId must be a non-empty string');

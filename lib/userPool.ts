@@ -49,6 +49,16 @@ export function decodeIdToken(idToken: string): IdTokenClaims {
 export class UserPool {
   private readonly client: CognitoIdentityProviderClient;
 
+  /** From the validated `cognitoEnv` part of a process's configuration. */
+  static fromConfig(config: { AWS_REGION: string; COGNITO_USER_POOL_ID: string; COGNITO_CLIENT_ID: string; COGNITO_ENDPOINT?: string }): UserPool {
+    return new UserPool({
+      region: config.AWS_REGION,
+      userPoolId: config.COGNITO_USER_POOL_ID,
+      clientId: config.COGNITO_CLIENT_ID,
+      endpoint: config.COGNITO_ENDPOINT,
+    });
+  }
+
   constructor(private readonly options: UserPoolOptions) {
     this.client = new CognitoIdentityProviderClient({
       region: options.region,

@@ -20,12 +20,7 @@ const config = loadConfig(
 
 runService('auth', config.LOG_LEVEL, async (logger) => {
   const db = createDatabase({ url: config.APP_DATABASE_URL });
-  const userPool = new UserPool({
-    region: config.AWS_REGION,
-    userPoolId: config.COGNITO_USER_POOL_ID,
-    clientId: config.COGNITO_CLIENT_ID,
-    endpoint: config.COGNITO_ENDPOINT,
-  });
+  const userPool = UserPool.fromConfig(config);
   const subgraph = await startAuthSubgraph({
     port: config.AUTH_PORT,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,

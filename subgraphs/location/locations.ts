@@ -3,7 +3,7 @@ import type { Tx } from '../../lib/database';
 import { BadUserInput, NotFound } from '../../lib/errors';
 import type { LocationEvent } from '../../lib/locationEvent';
 import type { AcceptedInput } from './validation';
-import { isDeviceId } from './devices';
+import { isUuid } from '../../lib/ids';
 
 /** A stored location, as resolvers see it (from the database or from a Kafka/Redis event). */
 export interface LocationRecord {
@@ -69,7 +69,7 @@ export async function storeLocations(tx: Tx, accepted: AcceptedInput[], received
   for (const deviceId of [...byDevice.keys()].sort()) {
     const indexes = byDevice.get(deviceId) as number[];
     const notFound = () => new NotFound('Device', { field: 'deviceId', index: indexes[0] as number });
-    if (!isDeviceId(deviceId)) throw notFound();
+    if (!isUuid(deviceId)) throw notFound();
     // RLS hides another tenant's device: the update matches no row, exactly as for an unknown id.
     const updated = await tx.device.updateMany({ where: { id: deviceId }, data: { lastSeq: { increment: indexes.length } } });
     if (updated.count === 0) throw notFound();

@@ -12,12 +12,7 @@ const config = loadConfig(
 
 runService('tenant', config.LOG_LEVEL, async (logger) => {
   const db = createDatabase({ url: config.APP_DATABASE_URL });
-  const userPool = new UserPool({
-    region: config.AWS_REGION,
-    userPoolId: config.COGNITO_USER_POOL_ID,
-    clientId: config.COGNITO_CLIENT_ID,
-    endpoint: config.COGNITO_ENDPOINT,
-  });
+  const userPool = UserPool.fromConfig(config);
   const redis = new Redis(config.REDIS_URL);
   const subgraph = await startTenantSubgraph({
     port: config.TENANT_PORT,

@@ -5,7 +5,8 @@ import { DateTime } from '../../lib/dateTime';
 import { BadUserInput, NotFound, Unauthenticated } from '../../lib/errors';
 import { requireAdmin, requireCaller, scopeFor } from '../../lib/scope';
 import type { UserPool } from '../../lib/userPool';
-import { findTenant, isTenantId, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, type TenantRecord } from './tenants';
+import { isUuid } from '../../lib/ids';
+import { findTenant, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, type TenantRecord } from './tenants';
 
 export interface TenantContext {
   caller: Caller | null;
@@ -51,7 +52,7 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
       const admin = requireAdmin(caller);
       const email = args.email.trim().toLowerCase();
       const member = await db.inScope(scopeFor(admin), async (tx) => {
-        if (!isTenantId(args.tenantId) || !(await tx.tenant.findUnique({ where: { id: args.tenantId }, select: { id: true } }))) {
+        if (!isUuid(args.tenantId) || !(await tx.tenant.findUnique({ where: { id: args.tenantId }, select: { id: true } }))) {
           throw new NotFound('Tenant');
         }
         const user = await tx.user.findUnique({ where: { email }, select: { id: true, role: true } });

@@ -1,18 +1,13 @@
 import type { Tx } from '../../lib/database';
+import { isUuid } from '../../lib/ids';
 
 /** The tenant subgraph's data access: tenants and who belongs to them. RLS scopes every query. */
 export const tenantFields = { id: true, name: true, createdAt: true } as const;
 export type TenantRecord = { id: string; name: string; createdAt: Date };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Ids are opaque to clients: one that is not a UUID simply names nothing. */
-export function isTenantId(id: string): boolean {
-  return UUID.test(id);
-}
 
 export function findTenant(tx: Tx, id: string): Promise<TenantRecord | null> {
-  if (!isTenantId(id)) return Promise.resolve(null);
+  if (!isUuid(id)) return Promise.resolve(null);
   return tx.tenant.findUnique({ where: { id }, select: tenantFields });
 }
 

@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   CognitoIdentityProviderClient,
@@ -19,8 +20,6 @@ import {
   DescribeUserPoolClientCommand,
   DescribeUserPoolCommand,
   UpdateUserPoolClientCommand,
-  type ExplicitAuthFlowsType,
-  type SchemaAttributeType,
   type UserPoolClientType,
 } from '@aws-sdk/client-cognito-identity-provider';
 
@@ -62,16 +61,6 @@ const MAX_PORT_ATTEMPTS = 5;
 const OUTPUT_LIMIT = 64 * 1024;
 const IDS_FILE = 'fleet-ids.json';
 
-const CUSTOM_ATTRIBUTES: SchemaAttributeType[] = ['tenant_id', 'role'].map((Name) => ({
-  Name,
-  AttributeDataType: 'String',
-  Mutable: true,
-  Required: false,
-  DeveloperOnlyAttribute: false,
-  StringAttributeConstraints: { MinLength: '0', MaxLength: '256' },
-}));
-
-const AUTH_FLOWS: ExplicitAuthFlowsType[] = ['ALLOW_USER_PASSWORD_AUTH', 'ALLOW_REFRESH_TOKEN_AUTH'];
 
 /**
  * Loaded by the child with `--import` before cognito-local: it exits when the parent's end of its

@@ -30,6 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   AdminCreateUserCommand,
@@ -44,12 +45,10 @@ import {
   ListUserPoolClientsCommand,
   ListUserPoolsCommand,
   UpdateUserPoolClientCommand,
-  type ExplicitAuthFlowsType,
-  type SchemaAttributeType,
   type UserPoolClientType,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { z } from 'zod';
-import { commonEnv, loadConfig, positiveInt, url } from '../../lib/config';
+import { commonEnv, loadConfig, nonNegativeInt, url } from '../../lib/config';
 import { createLogger, type Logger } from '../../lib/logger';
 
 export interface InitPoolOptions {
@@ -78,16 +77,6 @@ export interface InitPoolResult extends PoolIds {
   created: { pool: boolean; client: boolean };
 }
 
-const CUSTOM_ATTRIBUTES: SchemaAttributeType[] = ['tenant_id', 'role'].map((Name) => ({
-  Name,
-  AttributeDataType: 'String',
-  Mutable: true,
-  Required: false,
-  DeveloperOnlyAttribute: false,
-  StringAttributeConstraints: { MinLength: '0', MaxLength: '256' },
-}));
-
-const AUTH_FLOWS: ExplicitAuthFlowsType[] = ['ALLOW_USER_PASSWORD_AUTH', 'ALLOW_REFRESH_TOKEN_AUTH'];
 
 const PROBE_USER = 'issuer-check@cognito-init.invalid';
 
@@ -313,7 +302,7 @@ async function main(): Promise<void> {
       COGNITO_ISSUER_DOMAIN: z.string().url().optional(),
       COGNITO_IDS_FILE: z.string().min(1).default('.local/cognito-ids.env'),
       COGNITO_POOL_NAME: z.string().min(1).default('fleet'),
-      COGNITO_ID_TOKEN_VALIDITY_SECONDS: positiveInt(3600).refine((s) => s >= 1, 'must be at least 1'),
+      COGNITO_ID_TOKEN_VALIDITY_SECONDS: nonNegativeInt(3600).refine((s) => s >= 1, 'must be at least 1'),
       AWS_REGION: z.string().min(1).default('us-east-1'),
     }),
   );
