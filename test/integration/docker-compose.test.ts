@@ -239,8 +239,8 @@ function variablesRead(entry: string): Set<string> {
   for (const [schemaName, schema] of Object.entries(SHARED_SCHEMAS)) {
     if (new RegExp(`\\b${schemaName}\\b`).test(source)) for (const key of Object.keys(schema.shape)) names.add(key);
   }
-  // `NAME: z.…`, `NAME: ports.…`, `NAME: positiveInt(…)`, `NAME: url(…)`, `NAME: port(…)`.
-  for (const match of source.matchAll(/\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\s*:\s*(?:z\.|ports\.|port\(|positiveInt\(|url\()/g)) {
+  // `NAME: z.…`, `NAME: ports.…`, `NAME: nonNegativeInt(…)`, `NAME: url(…)`, `NAME: port(…)`.
+  for (const match of source.matchAll(/\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\s*:\s*(?:z\.|ports\.|port\(|nonNegativeInt\(|url\()/g)) {
     names.add(match[1] as string);
   }
   return names;

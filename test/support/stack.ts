@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
-import { startBridge, type Bridge } from '../../bridge/main';
+import { startBridge, type Bridge } from '../../bridge/bridge';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
 import { startGateway, type RunningGateway } from '../../gateway/server';
 import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
