@@ -22,6 +22,7 @@ export class LocationFeed {
   private readonly membershipListeners = new Set<(userId: string) => void>();
   private readonly membershipSubscription: Promise<number>;
   private lostConnection = false;
+  private closing = false;
 
   constructor(
     redisUrl: string,
@@ -32,7 +33,7 @@ export class LocationFeed {
     this.publisher = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.pubsub = new RedisPubSub({ subscriber: this.subscriber, publisher: this.publisher });
     this.subscriber.on('close', () => {
-      if (!this.lostConnection) logger.warn('lost the Redis subscriber connection');
+      if (!this.lostConnection && !this.closing) logger.warn('lost the Redis subscriber connection');
       this.lostConnection = true;
     });
     this.subscriber.on('ready', () => {
@@ -108,7 +109,8 @@ export class LocationFeed {
   }
 
   async close(): Promise<void> {
-    this.pubsub.close();
+    this.closing = true;
+    await this.pubsub.close().catch(() => undefined);
     this.channels.clear();
   }
 }

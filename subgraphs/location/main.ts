@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { callerEnv, commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
@@ -25,8 +25,7 @@ runService('location', config.LOG_LEVEL, async (logger) => {
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false });
   const kafka = new Kafka({ clientId: `${config.KAFKA_CLIENT_ID}-location`, brokers: config.KAFKA_BROKERS, logLevel: logLevel.WARN });
   // Idempotent with one request in flight: retries cannot duplicate or reorder a device's messages.
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   const subgraph = await startLocationSubgraph({
     port: config.LOCATION_PORT,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,

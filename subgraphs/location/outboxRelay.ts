@@ -40,8 +40,14 @@ export class OutboxRelay {
   private pendingWake = false;
   private loop: Promise<void> | null = null;
   private backoffMs = 0;
+  private producerConnected = false;
 
-  constructor(private readonly options: OutboxRelayOptions) {}
+  constructor(private readonly options: OutboxRelayOptions) {
+    // Connected on first use, not at start-up: accepting locations must not wait for Kafka.
+    options.producer.on(options.producer.events.DISCONNECT, () => {
+      this.producerConnected = false;
+    });
+  }
 
   get isLeader(): boolean {
     return this.leader;
@@ -102,6 +108,10 @@ export class OutboxRelay {
       tx.locationOutbox.findMany({ orderBy: { id: 'asc' }, take: this.options.batchSize ?? 500, select: { id: true, payload: true } }),
     );
     if (rows.length === 0) return 0;
+    if (!this.producerConnected) {
+      await producer.connect();
+      this.producerConnected = true;
+    }
     await producer.send({
       topic,
       acks: -1,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { startBridge, type Bridge } from '../../bridge/bridge';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
 import { startGateway, type RunningGateway } from '../../gateway/server';
@@ -76,8 +76,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const userPool = new UserPool({ region: cognito.region, userPoolId: cognito.userPoolId, clientId: cognito.clientId, endpoint: cognito.endpoint });
   const redis = new Redis(redisUrl);
   const kafka = new Kafka({ clientId: `test-${run}`, brokers: kafkaBrokers, logLevel: logLevel.NOTHING });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
 
   const stops: Array<() => Promise<void>> = [];
   const started = async <T extends { stop(): Promise<void> }>(service: Promise<T>): Promise<T> => {
