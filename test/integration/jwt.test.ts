@@ -223,5 +223,15 @@ describe('a token that expires while its socket is open', () => {
     expect(Date.now()).toBeGreaterThanOrEqual(exp * 1000);
     expectRefusedOverHttp(await askMe(shortLived));
     await expectRefusedOverWebSocket(shortLived);
+
+    // The client reconnects with a fresh token and resumes.
+    const fresh = await adminSession(stack);
+    const again = openSocket({ authorization: `Bearer ${fresh.token}` });
+    await again.opened;
+    const me = await new Promise<unknown>((resolve, reject) => {
+      again.client.subscribe({ query: '{ me { id } }' }, { next: resolve, error: reject, complete: () => undefined });
+    });
+    await again.client.dispose();
+    expect(me).toEqual({ data: { me: { id: fresh.userId } } });
   });
 });
