@@ -78,6 +78,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       },
     ],
     includeStacktraceInErrorResponses: false,
+    // CSRF protection guards cookie sessions; callers here authenticate with an Authorization header,
+    // which a browser never attaches on its own, and plain GET queries (CONTRACT.md) must work.
+    csrfPrevention: false,
     formatError: (formatted, error) =>
       formatFleetError(formatted, () => logger.error({ err: error, path: formatted.path }, 'request failed')),
   });

@@ -219,6 +219,17 @@ describe('devices and locations', () => {
   });
 });
 
+describe('transport', () => {
+  test('queries work over HTTP GET too; mutations over GET and subscriptions over HTTP are refused', async () => {
+    const get = (query: string) =>
+      fetch(`${stack.gatewayUrl}?query=${encodeURIComponent(query)}`, { headers: { authorization: `Bearer ${member.token}` } }).then(async (r) => ({ status: r.status, ...((await r.json()) as object) }) as any);
+    expect((await get('{ me { id } }')).data).toEqual({ me: { id: member.userId } });
+    expect(codes(await get('mutation { registerDevice(name: "x") { id } }'))).toEqual(['BAD_USER_INPUT']);
+    const overHttp = await gql('subscription($t: ID!) { locationUpdated(tenantId: $t) { id } }', { t: tenantId }, member.token);
+    expect(codes(overHttp)).toEqual(['BAD_USER_INPUT']);
+  });
+});
+
 describe('errors', () => {
   test('malformed queries are BAD_USER_INPUT and nothing internal leaks', async () => {
     const parse = await gql('{ me { id ');
