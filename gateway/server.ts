@@ -10,7 +10,8 @@ import { print, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../lib/caller';
 import type { Database } from '../lib/database';
 import { BadUserInput, Unauthenticated, formatFleetError } from '../lib/errors';
-import { answerHealth } from '../lib/health';
+import { Gauge } from 'prom-client';
+import { answerHealth, createMetricsRegistry } from '../lib/health';
 import type { Logger } from '../lib/logger';
 import { bearerToken, type CallerDirectory } from './identity';
 import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
@@ -98,7 +99,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   const feed = new LocationFeed(options.redisUrl, options.redisPrefix, logger.child({ component: 'location-feed' }));
   await feed.followingMemberships();
-  const planner = createSubscriptionPlanner({ supergraph, apiSchema, serviceMap });
+  const planner = createSubscriptionPlanner({ supergraph, apiSchema, serviceMap, logger: logger.child({ component: 'subscription-plan' }) });
   const subscriptions = new LocationSubscriptions(
     feed,
     planner,
@@ -117,6 +118,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logger: logger.child({ component: 'graphql-ws' }),
   });
 
+  const registry = createMetricsRegistry('gateway');
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  gauge('fleet_gateway_subscriptions', 'Open locationUpdated subscriptions', () => subscriptions.size);
+  gauge('fleet_gateway_subscription_groups', 'Groups of subscribers sharing one plan execution per event', () => subscriptions.groupCount);
+  gauge('fleet_gateway_events_resolved_total', 'Location events resolved through the query plan', () => subscriptions.stats.eventsResolved);
+  gauge('fleet_gateway_slow_subscribers_dropped_total', 'Subscribers dropped because they stopped reading', () => subscriptions.stats.slowSubscribersDropped);
+  gauge('fleet_gateway_websockets', 'Open graphql-ws connections', () => webSocket.connections);
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
   app.get('/health', (_req, res) =>
     void answerHealth({ database: () => options.db.ping(), redis: () => feed.ready }, res),
   );

@@ -5,6 +5,7 @@ import { QueryPlanner, type PlanNode, type QueryPlan } from '@apollo/query-plann
 import type { DocumentNode, ExecutionResult, GraphQLSchema, OperationDefinitionNode } from 'graphql';
 import type { Caller } from '../../lib/caller';
 import type { LocationEvent } from '../../lib/locationEvent';
+import type { Logger } from '../../lib/logger';
 import type { GatewayContext } from '../subgraphFetcher';
 
 /**
@@ -28,6 +29,7 @@ export function createSubscriptionPlanner(options: {
   supergraph: Supergraph;
   apiSchema: GraphQLSchema;
   serviceMap: ServiceMap;
+  logger: Logger;
 }): SubscriptionPlanner {
   const planner = new QueryPlanner(options.supergraph);
   const supergraphSchema = options.supergraph.schema.toGraphQLJSSchema();
@@ -48,7 +50,7 @@ export function createSubscriptionPlanner(options: {
             request: { variables, operationName },
             context,
             metrics: {},
-            logger: console,
+            logger: options.logger,
             operation: operationContext.operation as OperationDefinitionNode,
             document,
           } as unknown as GatewayGraphQLRequestContext<GatewayContext>;

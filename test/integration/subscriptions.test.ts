@@ -115,6 +115,9 @@ test('subscribers that share a selection share one set of entity fetches per eve
   expect(delivered.map((results) => results.map((r) => r.data.locationUpdated.latitude))).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]);
   // Three subscribers, three events: three plan executions, not nine.
   expect(stack.gateway.subscriptions.stats.eventsResolved - resolvedBefore).toBe(3);
+  // Operators see the same on /metrics.
+  const metrics = await (await fetch(stack.gatewayUrl.replace('/graphql', '/metrics'))).text();
+  expect(metrics).toMatch(new RegExp(`^fleet_gateway_events_resolved_total\\{[^}]*\\} ${stack.gateway.subscriptions.stats.eventsResolved}$`, 'm'));
 });
 
 describe('authorization', () => {
