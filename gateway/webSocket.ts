@@ -128,7 +128,8 @@ export function startWebSocketServer(options: WebSocketOptions) {
         try {
           state.caller = (await options.identity.callerFor(state.token)).caller;
         } catch (error) {
-          ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+          if (error instanceof Unauthenticated) ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+          else logger.error({ err: error }, 'could not read the caller');
           return asErrors(error);
         }
         let document: DocumentNode;
