@@ -22,3 +22,8 @@ export function listDevices(tx: Tx, tenantId?: string): Promise<DeviceRecord[]> 
 export function createDevice(tx: Tx, tenantId: string, name: string): Promise<DeviceRecord> {
   return tx.device.create({ data: { tenantId, name }, select: deviceFields });
 }
+
+export async function listDevicesById(tx: Tx, ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
+  const devices = await tx.device.findMany({ where: { id: { in: ids.filter(isUuid) } }, select: deviceFields });
+  return new Map(devices.map((device) => [device.id, device]));
+}

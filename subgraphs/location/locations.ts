@@ -87,12 +87,19 @@ export async function storeLocations(tx: Tx, accepted: AcceptedInput[], received
   return records;
 }
 
-export function lastLocation(tx: Tx, deviceId: string): Promise<LocationRecord | null> {
-  return tx.location.findFirst({
-    where: { deviceId },
-    orderBy: [{ recordedAt: 'desc' }, { seq: 'desc' }],
-    select: locationFields,
-  });
+/**
+ * The newest location (by recordedAt, then seq) of each device, in one query: a list of devices
+ * asks once, not once per device. DISTINCT ON walks the (device_id, recorded_at, seq) index.
+ */
+export async function lastLocations(tx: Tx, deviceIds: readonly string[]): Promise<Map<string, LocationRecord>> {
+  const rows = await tx.$queryRaw<LocationRecord[]>`
+    SELECT DISTINCT ON (device_id)
+      id, tenant_id AS "tenantId", device_id AS "deviceId", seq, latitude, longitude, accuracy, speed,
+      heading, altitude, recorded_at AS "recordedAt", received_at AS "receivedAt"
+    FROM locations
+    WHERE device_id = ANY(${deviceIds as string[]}::uuid[])
+    ORDER BY device_id, recorded_at DESC, seq DESC`;
+  return new Map(rows.map((row) => [row.deviceId, row]));
 }
 
 export interface LocationPageArgs {

@@ -1,13 +1,14 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import type { Caller } from '../../lib/caller';
-import type { Database } from '../../lib/database';
+import DataLoader from 'dataloader';
+import type { Database, Tx } from '../../lib/database';
 import { DateTime } from '../../lib/dateTime';
 import { BadUserInput, FleetError, NotFound } from '../../lib/errors';
 import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent';
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
-import { createDevice, findDevice, listDevices, type DeviceRecord } from './devices';
-import { lastLocation, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
+import { createDevice, findDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
+import { lastLocations, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
 import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 
@@ -19,7 +20,28 @@ export interface LocationContext {
   window: RecordingWindow;
   /** The event a `locationUpdated` selection is resolved against (sent by the gateway per event). */
   locationEvent: unknown;
-  deviceCache: Map<string, Promise<DeviceRecord | null>>;
+  /** Per request: what a response asks of many devices is read in one query (see `loadersFor`). */
+  loaders: LocationLoaders;
+}
+
+export interface LocationLoaders {
+  device: DataLoader<string, DeviceRecord | null>;
+  lastLocation: DataLoader<string, LocationRecord | null>;
+}
+
+/** Batches the device and last-location reads of one request, each in the caller's scope. */
+export function loadersFor(caller: Caller | null, db: Database): LocationLoaders {
+  const scoped = <T>(work: (tx: Tx) => Promise<T>) => db.inScope(scopeFor(requireCaller(caller)), work);
+  return {
+    device: new DataLoader(async (ids) => {
+      const devices = await scoped((tx) => listDevicesById(tx, ids));
+      return ids.map((id) => devices.get(id) ?? null);
+    }),
+    lastLocation: new DataLoader(async (ids) => {
+      const last = await scoped((tx) => lastLocations(tx, ids));
+      return ids.map((id) => last.get(id) ?? null);
+    }),
+  };
 }
 
 async function record(context: LocationContext, inputs: LocationInput[], single: boolean): Promise<LocationRecord[]> {
@@ -45,16 +67,6 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
   }
 }
 
-/** Locations of one response mostly share a device: load each device once per request. */
-function loadDevice(context: LocationContext, id: string): Promise<DeviceRecord | null> {
-  let device = context.deviceCache.get(id);
-  if (!device) {
-    const known = requireCaller(context.caller);
-    device = context.db.inScope(scopeFor(known), (tx) => findDevice(tx, id));
-    context.deviceCache.set(id, device);
-  }
-  return device;
-}
 
 /** Resolves `locationUpdated` against one event the gateway received from Redis. */
 function subscriptionEvent(context: LocationContext, args: { tenantId: string; deviceId?: string | null }): LocationEvent {
@@ -116,10 +128,7 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
       return db.inScope(scopeFor(known), (tx) => findDevice(tx, reference.id));
     },
     tenant: (device: DeviceRecord) => ({ __typename: 'Tenant', id: device.tenantId }),
-    lastLocation: async (device: DeviceRecord, _args, { caller, db }) => {
-      const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => lastLocation(tx, device.id));
-    },
+    lastLocation: (device: DeviceRecord, _args, { loaders }) => loaders.lastLocation.load(device.id),
     locations: async (device: DeviceRecord, args: LocationPageArgs, { caller, db }) => {
       const known = requireCaller(caller);
       return db.inScope(scopeFor(known), (tx) => locationPage(tx, device.id, args));
@@ -128,7 +137,7 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
   Location: {
     sequence: (location: LocationRecord) => Number(location.seq),
     device: async (location: LocationRecord, _args, context) => {
-      const device = await loadDevice(context, location.deviceId);
+      const device = await context.loaders.device.load(location.deviceId);
       if (!device) throw new NotFound('Device');
       return device;
     },

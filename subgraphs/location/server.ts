@@ -8,7 +8,7 @@ import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
 import { DeviceRateLimit } from './deviceRateLimit';
 import { OutboxRelay } from './outboxRelay';
-import { resolvers, type LocationContext } from './resolvers';
+import { loadersFor, resolvers, type LocationContext } from './resolvers';
 import type { RecordingWindow } from './validation';
 
 export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
@@ -57,7 +57,7 @@ export async function startLocationSubgraph(options: LocationSubgraphOptions): P
       relay,
       window: options.window,
       locationEvent: extensions.locationEvent,
-      deviceCache: new Map(),
+      loaders: loadersFor(caller, options.db),
     }),
   });
   return {
