@@ -1,4 +1,5 @@
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import type { Fetcher } from '@apollo/utils.fetcher';
 import { CALLER_HEADER, signCaller, type Caller } from '../lib/caller';
 import type { LocationEvent } from '../lib/locationEvent';
 
@@ -18,7 +19,9 @@ export class SubgraphFetcher extends RemoteGraphQLDataSource<GatewayContext> {
     url: string,
     private readonly callerSigningSecret: string,
   ) {
-    super({ url });
+    // Node's own fetch: the default (make-fetch-happen) builds a stack trace per request to tell
+    // http from https, which showed up in the benchmarks' CPU profiles.
+    super({ url, fetcher: fetch as unknown as Fetcher });
   }
 
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {

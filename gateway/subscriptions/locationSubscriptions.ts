@@ -40,6 +40,9 @@ export interface SubscribeRequest {
   args: LocationUpdatedArgs;
 }
 
+/** Plan executions one group runs at once: enough to overlap subgraph round trips in a burst. */
+const MAX_RESOLVING = 8;
+
 const LOCATION_FIELDS = 'id latitude longitude accuracy speed heading altitude recordedAt receivedAt sequence device { id tenant { id } }';
 
 /**
@@ -53,6 +56,8 @@ class SubscriptionGroup {
   private readonly lastSeq = new Map<string, number>();
   private readonly recentIds: string[] = [];
   private readonly deviceChains = new Map<string, Promise<void>>();
+  private resolving = 0;
+  private readonly waitingForSlot: Array<() => void> = [];
   unfollow: (() => void) | null = null;
 
   constructor(
@@ -76,16 +81,31 @@ class SubscriptionGroup {
       this.recentIds.push(event.id);
       if (this.recentIds.length > 1000) this.recentIds.shift();
     }
-    // Events of one device resolve one after another, so they reach subscribers in order;
-    // devices proceed independently.
+    // Events resolve concurrently (their subgraph fetches overlap), but each device's results are
+    // handed over in acceptance order: delivery waits for the device's previous event.
+    const resolved = this.withSlot(() => this.resolve(event));
     const previous = this.deviceChains.get(event.deviceId) ?? Promise.resolve();
-    const next = previous.then(() => this.resolve(event)).then((result) => {
+    const next = previous.then(() => resolved).then((result) => {
       for (const subscriber of this.subscribers) subscriber.push(result);
     });
     this.deviceChains.set(event.deviceId, next);
     void next.finally(() => {
       if (this.deviceChains.get(event.deviceId) === next) this.deviceChains.delete(event.deviceId);
     });
+  }
+
+  /** At most MAX_RESOLVING plan executions per group at once; the rest wait in arrival order. */
+  private async withSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.resolving < MAX_RESOLVING) this.resolving += 1;
+    else await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    try {
+      return await work();
+    } finally {
+      // Hand the slot straight to the next waiter, so a newcomer cannot overtake it.
+      const next = this.waitingForSlot.shift();
+      if (next) next();
+      else this.resolving -= 1;
+    }
   }
 
   private async resolve(event: LocationEvent): Promise<ExecutionResult> {

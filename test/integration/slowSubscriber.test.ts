@@ -13,7 +13,7 @@ let member: Session;
 let tenantId: string;
 let deviceId: string;
 const dashboards: Dashboard[] = [];
-const QUEUE = 10;
+const QUEUE = 100;
 
 beforeAll(async () => {
   stack = await startTestStack({ limits: { queueCapacity: QUEUE, perConnection: 2, perTenant: 4 } });
