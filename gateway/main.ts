@@ -26,6 +26,7 @@ const config = loadConfig(
       SUBSCRIPTIONS_PER_CONNECTION: nonNegativeInt(100),
       SUBSCRIPTIONS_PER_TENANT: nonNegativeInt(10_000),
       SUBSCRIBER_QUEUE_CAPACITY: nonNegativeInt(1_000),
+      SOCKET_CALLER_RECHECK_MS: nonNegativeInt(60_000),
     }),
 );
 
@@ -52,6 +53,7 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
     db,
     redisUrl: config.REDIS_URL,
     redisPrefix: config.REDIS_PREFIX,
+    callerRecheckMs: config.SOCKET_CALLER_RECHECK_MS,
     limits: {
       perConnection: config.SUBSCRIPTIONS_PER_CONNECTION,
       perTenant: config.SUBSCRIPTIONS_PER_TENANT,

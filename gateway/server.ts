@@ -29,6 +29,8 @@ export interface GatewayOptions {
   redisUrl: string;
   redisPrefix: string;
   limits: SubscriptionLimits;
+  /** See WebSocketOptions.callerRecheckMs. Default 60 s. */
+  callerRecheckMs?: number;
   logger: Logger;
 }
 
@@ -114,6 +116,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     identity: options.identity,
     subscriptions,
     onMembershipChanged: (listener) => feed.onMembershipChanged(listener),
+    callerRecheckMs: options.callerRecheckMs ?? 60_000,
     executeOperation: executeAs,
     logger: logger.child({ component: 'graphql-ws' }),
   });

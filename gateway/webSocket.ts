@@ -39,6 +39,7 @@ const SLOW_CLOSE_GRACE_MS = 5_000;
 interface ConnectionState extends SubscriberConnection {
   token: string;
   expiry?: NodeJS.Timeout;
+  recheck?: NodeJS.Timeout;
 }
 
 type Extra = { socket: WebSocket; state?: ConnectionState };
@@ -49,6 +50,11 @@ export interface WebSocketOptions {
   apiSchema: GraphQLSchema;
   identity: CallerDirectory;
   subscriptions: LocationSubscriptions;
+  /**
+   * How often an open socket's role and tenant are read again, so a membership change whose Redis
+   * announcement was missed still closes the socket within this time.
+   */
+  callerRecheckMs: number;
   /** Calls back with a user id whenever an ADMIN moved that user to another tenant. */
   onMembershipChanged(listener: (userId: string) => void): () => void;
   /** Runs a query or mutation as the caller through the gateway (same path as HTTP). */
@@ -101,6 +107,19 @@ export function startWebSocketServer(options: WebSocketOptions) {
             },
           };
           state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+          state.recheck = setInterval(() => {
+            options.identity.callerFor(token).then(
+              ({ caller: now }) => {
+                if (now.role !== state.caller.role || now.tenantId !== state.caller.tenantId) {
+                  socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
+                }
+              },
+              (error: unknown) => {
+                if (error instanceof Unauthenticated) socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+              },
+            );
+          }, options.callerRecheckMs);
+          state.recheck.unref();
           ctx.extra.state = state;
           const sockets = socketsByUser.get(caller.userId) ?? new Set();
           sockets.add(socket);
@@ -116,6 +135,7 @@ export function startWebSocketServer(options: WebSocketOptions) {
         const state = ctx.extra.state;
         if (!state) return;
         clearTimeout(state.expiry);
+        clearInterval(state.recheck);
         const sockets = socketsByUser.get(state.caller.userId);
         sockets?.delete(ctx.extra.socket);
         if (sockets?.size === 0) socketsByUser.delete(state.caller.userId);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import pg from 'pg';
 import { adminSession, createTenant, graphql, memberOf, registerDevice, type Session } from '../support/client';
 import { startTestStack, type TestStack } from '../support/stack';
 import { connectDashboard, type Dashboard } from '../support/subscriber';
@@ -32,7 +33,7 @@ async function record(member: Session, inputs: Array<{ deviceId: string; latitud
 }
 
 beforeAll(async () => {
-  stack = await startTestStack();
+  stack = await startTestStack({ callerRecheckMs: 500 });
   admin = await adminSession(stack);
   for (const label of ['A', 'B']) {
     const name = `Fleet ${label} ${randomUUID().slice(0, 6)}`;
@@ -152,6 +153,19 @@ describe('authorization', () => {
       [['NOT_FOUND', 'Device not found']],
       [['NOT_FOUND', 'Device not found']],
     ]);
+  });
+
+  test('a socket whose user changed tenant without an announcement is closed with 4403 on the next recheck', async () => {
+    const [a, b] = tenants as [(typeof tenants)[number], (typeof tenants)[number]];
+    const mover = await memberOf(stack, admin, a.id, 'quiet-mover');
+    const socket = dashboard(mover.token);
+    socket.subscribe(BY_DEVICE, { t: a.id });
+    // Moved straight in the database (as the owner): no Redis announcement reaches the gateway.
+    const owner = new pg.Client({ connectionString: stack.database.ownerUrl });
+    await owner.connect();
+    await owner.query('UPDATE tenant_members SET tenant_id = $1 WHERE user_id = $2', [b.id, mover.userId]);
+    await owner.end();
+    expect((await socket.closed).code).toBe(4403);
   });
 
   test('a malformed subscription is BAD_USER_INPUT', async () => {

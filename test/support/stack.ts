@@ -27,6 +27,7 @@ export interface TestStackOptions {
   /** Start the bridge (default true); subscription tests may start and stop their own. */
   bridge?: boolean;
   redisUrl?: string;
+  callerRecheckMs?: number;
 }
 
 export interface TestStack {
@@ -114,6 +115,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       redisUrl,
       redisPrefix,
       limits: { perConnection: 100, perTenant: 10_000, queueCapacity: 1_000, ...options.limits },
+      callerRecheckMs: options.callerRecheckMs,
       logger,
     }),
   );
