@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { print, type DocumentNode, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
+import { GraphQLError, print, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../../lib/caller';
 import { FleetError, NotFound, formatFleetError } from '../../lib/errors';
 import type { LocationEvent } from '../../lib/locationEvent';
@@ -40,8 +40,31 @@ export interface SubscribeRequest {
   args: LocationUpdatedArgs;
 }
 
-/** Plan executions one group runs at once: enough to overlap subgraph round trips in a burst. */
-const MAX_RESOLVING = 8;
+/**
+ * Plan executions the gateway runs at once, across all groups: enough to overlap subgraph round
+ * trips, few enough that a burst to many groups queues here instead of overloading the subgraphs.
+ * Waiting work starts in arrival order (a freed slot goes straight to the next in line).
+ */
+class ResolveSlots {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running < this.size) this.running += 1;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running -= 1;
+    }
+  }
+}
+
+const CONCURRENT_RESOLUTIONS = 16;
 
 const LOCATION_FIELDS = 'id latitude longitude accuracy speed heading altitude recordedAt receivedAt sequence device { id tenant { id } }';
 
@@ -56,8 +79,6 @@ class SubscriptionGroup {
   private readonly lastSeq = new Map<string, number>();
   private readonly recentIds: string[] = [];
   private readonly deviceChains = new Map<string, Promise<void>>();
-  private resolving = 0;
-  private readonly waitingForSlot: Array<() => void> = [];
   unfollow: (() => void) | null = null;
 
   constructor(
@@ -67,6 +88,7 @@ class SubscriptionGroup {
     private readonly variables: Record<string, unknown>,
     private readonly planned: PlannedSubscription,
     private readonly logger: Logger,
+    private readonly slots: ResolveSlots,
     private readonly onResolved: () => void,
   ) {}
 
@@ -83,7 +105,7 @@ class SubscriptionGroup {
     }
     // Events resolve concurrently (their subgraph fetches overlap), but each device's results are
     // handed over in acceptance order: delivery waits for the device's previous event.
-    const resolved = this.withSlot(() => this.resolve(event));
+    const resolved = this.slots.run(() => this.resolve(event));
     const previous = this.deviceChains.get(event.deviceId) ?? Promise.resolve();
     const next = previous.then(() => resolved).then((result) => {
       for (const subscriber of this.subscribers) subscriber.push(result);
@@ -94,34 +116,22 @@ class SubscriptionGroup {
     });
   }
 
-  /** At most MAX_RESOLVING plan executions per group at once; the rest wait in arrival order. */
-  private async withSlot<T>(work: () => Promise<T>): Promise<T> {
-    if (this.resolving < MAX_RESOLVING) this.resolving += 1;
-    else await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
-    try {
-      return await work();
-    } finally {
-      // Hand the slot straight to the next waiter, so a newcomer cannot overtake it.
-      const next = this.waitingForSlot.shift();
-      if (next) next();
-      else this.resolving -= 1;
-    }
-  }
-
   private async resolve(event: LocationEvent): Promise<ExecutionResult> {
     this.onResolved();
     try {
       const result = await this.planned.execute(event, this.caller, this.variables);
       if (!result.errors?.length) return result;
-      return { ...result, errors: result.errors.map((e) => this.format(e)) as unknown as ExecutionResult['errors'] };
+      return { ...result, errors: result.errors.map((e) => this.format(e)) };
     } catch (error) {
       this.logger.error({ err: error }, 'resolving a location event failed');
-      return { data: null, errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] as unknown as ExecutionResult['errors'] };
+      return { data: null, errors: [new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error')] };
     }
   }
 
-  private format(error: GraphQLFormattedError): GraphQLFormattedError {
-    return formatFleetError(error, (internal) => this.logger.error({ error: internal }, 'subgraph error in a subscription event'));
+  /** The same masking as HTTP responses, as a GraphQLError (graphql-ws serializes with toJSON). */
+  private format(error: GraphQLError): GraphQLError {
+    const formatted = formatFleetError(error.toJSON(), (internal) => this.logger.error({ error: internal }, 'subgraph error in a subscription event'));
+    return new GraphQLError(formatted.message, { path: formatted.path, extensions: formatted.extensions });
   }
 }
 
@@ -136,6 +146,7 @@ export interface SubscriptionStats {
 export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
   private readonly groups = new Map<string, SubscriptionGroup>();
   readonly stats: SubscriptionStats = { eventsResolved: 0, slowSubscribersDropped: 0 };
+  private readonly slots = new ResolveSlots(CONCURRENT_RESOLUTIONS);
   private readonly openPerTenant = new Map<string, number>();
   private readonly stopCatchUp: () => void;
 
@@ -242,7 +253,7 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     if (existing) return existing;
 
     const planned = this.planner.plan(request.document, request.operationName);
-    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger, () => {
+    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger, this.slots, () => {
       this.stats.eventsResolved += 1;
     });
     this.groups.set(key, group);

@@ -121,6 +121,24 @@ test('subscribers that share a selection share one set of entity fetches per eve
   expect(metrics).toMatch(new RegExp(`^fleet_gateway_events_resolved_total\\{[^}]*\\} ${stack.gateway.subscriptions.stats.eventsResolved}$`, 'm'));
 });
 
+test('a field error while resolving an event reaches the subscriber as a GraphQL error, and the stream goes on', async () => {
+  const [a] = tenants as [(typeof tenants)[number]];
+  const deviceId = await registerDevice(stack, a.member, 'errors');
+  const before = stack.gateway.subscriptions.size;
+  const live = dashboard(a.member.token).subscribe(
+    'subscription($t: ID!, $d: ID) { locationUpdated(tenantId: $t, deviceId: $d) { sequence device { locations(first: 0) { edges { cursor } } } } }',
+    { t: a.id, d: deviceId },
+  );
+  await waitForSubscriptionCount(before + 1);
+  await record(a.member, [{ deviceId, latitude: 1 }, { deviceId, latitude: 2 }]);
+  const results = await live.waitFor(2);
+  expect(results.map((r) => r.errors?.map((e: { extensions: { code: string; field: string } }) => [e.extensions.code, e.extensions.field]))).toEqual([
+    [['BAD_USER_INPUT', 'first']],
+    [['BAD_USER_INPUT', 'first']],
+  ]);
+  expect(JSON.stringify(results)).not.toMatch(/stacktrace|node_modules/);
+});
+
 describe('authorization', () => {
   test('no token or a bad token closes the socket with 4401', async () => {
     expect((await dashboard(null).closed).code).toBe(4401);
