@@ -121,7 +121,7 @@ export async function fanout(ctx: BenchContext, overrides: Partial<FanoutOptions
   }
   notes.push(
     `Main-thread (gateway + subgraphs + bridge; the subscribers run in a worker) event-loop utilization while the burst drained: shared ${fmt(shared.busy * 100, 0)}%, per subscriber ${fmt(single.busy * 100, 0)}%.`,
-    `A group resolves one device's events one after another (ordering), so within a burst event k waits for k-1 plan executions: Redis → last subscriber was ${fmt(shared.firstEvent)} ms for the first event of the burst and ${fmt(shared.lastEvent)} ms for the last (shared), i.e. ~${fmt((shared.lastEvent - shared.firstEvent) / Math.max(1, options.burst - 1))} ms per event.`,
+    `Events resolve concurrently (16 plan executions gateway-wide) and are handed over in order per device: Redis → last subscriber was ${fmt(shared.firstEvent)} ms for the first event of the burst and ${fmt(shared.lastEvent)} ms for the last (shared), i.e. ~${fmt((shared.lastEvent - shared.firstEvent) / Math.max(1, options.burst - 1))} ms per event.`,
   );
   const triple = (s: Summary) => `${fmt(s.p50)} / ${fmt(s.p90)} / ${fmt(s.p99)}`;
   const rows: ResultRow[] = [

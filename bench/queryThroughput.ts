@@ -147,7 +147,7 @@ export async function queryThroughput(ctx: BenchContext, overrides: Partial<Thro
     }
     ctx.log(`throughput: identity cost (${options.identitySamples} sequential calls)`);
     identity = await identityCost(ctx, options.identitySamples);
-    notes.push(`The query returns ${devices} devices; each device's lastLocation is its own resolver call (one scoped transaction each) in the location subgraph.`);
+    notes.push(`The query returns ${devices} devices; their lastLocation fields are read in one batched query (DataLoader) in the location subgraph.`);
   } finally {
     await bare.stop();
   }
