@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startCognitoLocal, type CognitoLocal } from '../tools/cognito-local';
-import { startKafkaMock, type KafkaMock } from '../tools/kafka-mock';
 import { adminSession, createTenant, graphql, memberOf, registerDevice } from '../test/support/client';
+import { startStandIns, type StandIns } from '../test/support/standIns';
 import { startTestStack, type TestStack } from '../test/support/stack';
 import type { BenchContext, BenchResult } from './context';
 import { fanout } from './fanout';
@@ -110,23 +109,14 @@ async function main(): Promise<number> {
   const toRun = selected.length ? BENCHMARKS.filter((b) => selected.includes(b.key)) : BENCHMARKS;
   const info = machine();
   const loadBefore = os.loadavg();
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
-  let kafka: KafkaMock | undefined;
-  let cognito: CognitoLocal | undefined;
+  let standIns: StandIns | undefined;
   let stack: TestStack | undefined;
   const results: BenchResult[] = [];
   let failed = false;
   try {
     log('starting the Kafka mock and cognito-local');
-    [kafka, cognito] = await Promise.all([startKafkaMock(), startCognitoLocal()]);
-    Object.assign(process.env, {
-      TEST_KAFKA_BROKERS: kafka.bootstrap,
-      TEST_COGNITO_ENDPOINT: cognito.endpoint,
-      TEST_COGNITO_USER_POOL_ID: cognito.userPoolId,
-      TEST_COGNITO_CLIENT_ID: cognito.clientId,
-      TEST_COGNITO_ISSUER: cognito.issuer,
-    });
+    standIns = await startStandIns();
     log('starting the platform (startTestStack)');
     stack = await startTestStack({ limits: { perConnection: 100, perTenant: 10_000, queueCapacity: 1_000 } });
     const ctx = await fixtures(stack, started + RUN_BUDGET_MS);
@@ -144,7 +134,7 @@ async function main(): Promise<number> {
   } finally {
     log('stopping');
     await stack?.stop().catch((error: unknown) => log(`stack stop failed: ${String(error)}`));
-    await Promise.all([kafka?.stop(), cognito?.stop()]).catch((error: unknown) => log(`stand-in stop failed: ${String(error)}`));
+    await standIns?.stop().catch((error: unknown) => log(`stand-in stop failed: ${String(error)}`));
   }
 
   const durationS = (now() - started) / 1000;

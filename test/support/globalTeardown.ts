@@ -1,7 +1,5 @@
-import type { CognitoLocal } from '../../tools/cognito-local';
-import type { KafkaMock } from '../../tools/kafka-mock';
+import type { StandIns } from './standIns';
 
 export default async function globalTeardown(): Promise<void> {
-  const services = (globalThis as { fleetTestServices?: { kafka: KafkaMock; cognito: CognitoLocal } }).fleetTestServices;
-  await Promise.all([services?.kafka.stop(), services?.cognito.stop()]);
+  await (globalThis as { fleetStandIns?: StandIns }).fleetStandIns?.stop();
 }

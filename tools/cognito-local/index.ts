@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AUTH_FLOWS, CUSTOM_ATTRIBUTES } from './poolSchema';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, appClientSettings, isNotFound } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   CognitoIdentityProviderClient,
@@ -224,17 +224,6 @@ async function readStoredIds(dataDir: string): Promise<StoredIds | undefined> {
   return undefined;
 }
 
-const isNotFound = (error: unknown) => (error as { name?: string })?.name === 'ResourceNotFoundException';
-
-function clientSettings(idTokenValiditySeconds: number) {
-  return {
-    ExplicitAuthFlows: AUTH_FLOWS,
-    IdTokenValidity: idTokenValiditySeconds,
-    AccessTokenValidity: idTokenValiditySeconds,
-    RefreshTokenValidity: 30,
-    TokenValidityUnits: { IdToken: 'seconds', AccessToken: 'seconds', RefreshToken: 'days' },
-  } as const;
-}
 
 async function createPool(sdk: CognitoIdentityProviderClient, name: string): Promise<string> {
   const out = await sdk.send(
@@ -261,7 +250,7 @@ async function createClient(
       UserPoolId: userPoolId,
       ClientName: name,
       GenerateSecret: false,
-      ...clientSettings(idTokenValiditySeconds),
+      ...appClientSettings(idTokenValiditySeconds),
     }),
   );
   const id = out.UserPoolClient?.ClientId;
@@ -317,7 +306,7 @@ async function ensurePool(
         UserPoolId: userPoolId,
         ClientId: client.ClientId,
         ClientName: client.ClientName,
-        ...clientSettings(idTokenValiditySeconds),
+        ...appClientSettings(idTokenValiditySeconds),
       }),
     );
   }

@@ -30,7 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AUTH_FLOWS, CUSTOM_ATTRIBUTES } from './poolSchema';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, appClientSettings, isNotFound } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   AdminCreateUserCommand,
@@ -80,18 +80,7 @@ export interface InitPoolResult extends PoolIds {
 
 const PROBE_USER = 'issuer-check@cognito-init.invalid';
 
-const isNotFound = (error: unknown) => (error as { name?: string })?.name === 'ResourceNotFoundException';
 const trimSlash = (value: string) => value.replace(/\/+$/, '');
-
-function clientSettings(idTokenValiditySeconds: number) {
-  return {
-    ExplicitAuthFlows: AUTH_FLOWS,
-    IdTokenValidity: idTokenValiditySeconds,
-    AccessTokenValidity: idTokenValiditySeconds,
-    RefreshTokenValidity: 30,
-    TokenValidityUnits: { IdToken: 'seconds', AccessToken: 'seconds', RefreshToken: 'days' },
-  } as const;
-}
 
 /** The emulator may still be binding its port when this starts (outside compose): retry a while. */
 async function waitForEmulator(endpoint: string, waitMs: number, logger?: Pick<Logger, 'warn'>): Promise<void> {
@@ -229,7 +218,7 @@ export async function initPool(options: InitPoolOptions): Promise<InitPoolResult
     let clientId = existing?.ClientId;
     if (!clientId) {
       const out = await sdk.send(
-        new CreateUserPoolClientCommand({ UserPoolId: userPoolId, ClientName: poolName, GenerateSecret: false, ...clientSettings(validity) }),
+        new CreateUserPoolClientCommand({ UserPoolId: userPoolId, ClientName: poolName, GenerateSecret: false, ...appClientSettings(validity) }),
       );
       clientId = out.UserPoolClient?.ClientId;
       if (!clientId) throw new Error('CreateUserPoolClient returned no client id');
@@ -240,7 +229,7 @@ export async function initPool(options: InitPoolOptions): Promise<InitPoolResult
       AUTH_FLOWS.some((flow) => !existing.ExplicitAuthFlows?.includes(flow))
     ) {
       await sdk.send(
-        new UpdateUserPoolClientCommand({ UserPoolId: userPoolId, ClientId: clientId, ClientName: existing?.ClientName ?? poolName, ...clientSettings(validity) }),
+        new UpdateUserPoolClientCommand({ UserPoolId: userPoolId, ClientId: clientId, ClientName: existing?.ClientName ?? poolName, ...appClientSettings(validity) }),
       );
       log?.info({ clientId }, 'app client settings repaired');
     }

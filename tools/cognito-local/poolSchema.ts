@@ -11,3 +11,16 @@ export const CUSTOM_ATTRIBUTES: SchemaAttributeType[] = ['tenant_id', 'role'].ma
 }));
 
 export const AUTH_FLOWS: ExplicitAuthFlowsType[] = ['ALLOW_USER_PASSWORD_AUTH', 'ALLOW_REFRESH_TOKEN_AUTH'];
+
+/** The app client's settings: no secret, password and refresh flows, lifetimes in seconds. */
+export function appClientSettings(idTokenValiditySeconds: number) {
+  return {
+    ExplicitAuthFlows: AUTH_FLOWS,
+    IdTokenValidity: idTokenValiditySeconds,
+    AccessTokenValidity: idTokenValiditySeconds,
+    RefreshTokenValidity: 30,
+    TokenValidityUnits: { IdToken: 'seconds', AccessToken: 'seconds', RefreshToken: 'days' },
+  } as const;
+}
+
+export const isNotFound = (error: unknown) => (error as { name?: string })?.name === 'ResourceNotFoundException';
