@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { once, type EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import { Kafka, Partitioners, logLevel, type Message, type Producer } from 'kafkajs';
 import { startBridge, type Bridge, type BridgeOptions } from '../../bridge/bridge';
@@ -15,13 +16,19 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Polls `check` until it holds; fails with `what` after `timeoutMs`. */
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<number> {
+/**
+ * Waits until `check` holds; fails with `what` after `timeoutMs`. With `wakeOn` (the Redis
+ * subscriber) it re-checks on each delivered message; without, it re-checks every 20 ms, which only
+ * state with no event of its own uses (committed offsets, /health, metrics).
+ */
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000, wakeOn?: EventEmitter): Promise<number> {
   const started = Date.now();
   for (;;) {
     if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    const left = timeoutMs - (Date.now() - started);
+    if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (wakeOn) await once(wakeOn, 'message', { signal: AbortSignal.timeout(left) }).catch(() => undefined);
+    else await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -150,7 +157,7 @@ it('publishes every valid message in per-device order and dead-letters the rest 
     { key: `${s.tenantId}:${randomUUID()}`, value: value(s.devices[0], 1), why: 'wrong-key' },
   ];
   await s.produce(120, { 1: bad[0]!, 3: bad[1]!, 45: bad[2]! });
-  await waitFor('120 locations on the tenant channel', () => s.receivedIds().size === 120);
+  await waitFor('120 locations on the tenant channel', () => s.receivedIds().size === 120, undefined, s.subscriber);
   expect(s.expectAllInOrder()).toBe(0);
 
   // The dead letters: original key, value and headers, plus reason and source.
@@ -191,7 +198,7 @@ it('a bridge stopped mid-stream leaves only published offsets committed; its suc
   const producing = (async () => {
     for (let i = 0; i < total / 100; i++) await s.produce(100);
   })();
-  await waitFor('the first bridge to be mid-stream', () => s.receivedIds().size >= 200);
+  await waitFor('the first bridge to be mid-stream', () => s.receivedIds().size >= 200, undefined, s.subscriber);
   await first.stop();
   const commits = await s.expectCommitsBehindPublished(groupId);
   await producing;
@@ -200,7 +207,7 @@ it('a bridge stopped mid-stream leaves only published offsets committed; its suc
 
   const started = Date.now();
   await s.bridge(groupId, { chunkSize: 10 });
-  await waitFor('every location after the restart', () => s.receivedIds().size === total);
+  await waitFor('every location after the restart', () => s.receivedIds().size === total, undefined, s.subscriber);
   const duplicates = s.expectAllInOrder();
   logger.info({ beforeSecond, duplicates, catchUpMs: Date.now() - started }, 'restart');
   await waitFor('all offsets committed', async () => (await s.expectCommitsBehindPublished(groupId)).reduce((a, b) => a + b) === total);
@@ -214,7 +221,7 @@ it('holds its commits while Redis is down and delivers once it is back', async (
   const groupId = `bridge-${randomUUID()}`;
   const bridge = await s.bridge(groupId, { deliveryBackoff: { initialMs: 50, maxMs: 500 } });
   await s.produce(60);
-  await waitFor('the first 60', () => s.receivedIds().size === 60);
+  await waitFor('the first 60', () => s.receivedIds().size === 60, undefined, s.subscriber);
   await waitFor('60 committed', async () => (await s.committed(groupId)).reduce((a, b) => a + b) === 60);
 
   await redis.kill();
@@ -237,7 +244,7 @@ it('holds its commits while Redis is down and delivers once it is back', async (
   });
   await s.produce(60);
   const after = s.good().slice(120).map((p) => p.id);
-  await waitFor('every location produced after the subscriber came back', () => after.every((id) => s.receivedIds().has(id)));
+  await waitFor('every location produced after the subscriber came back', () => after.every((id) => s.receivedIds().has(id)), undefined, s.subscriber);
   await waitFor('all 180 committed', async () => (await s.expectCommitsBehindPublished(groupId)).reduce((a, b) => a + b) === 180);
   expect((await status(bridge, '/health')).code).toBe(200);
   const whileDown = s.good().slice(60, 120).filter((p) => s.receivedIds().has(p.id)).length;
@@ -250,14 +257,14 @@ it('resumes after the broker goes down and comes back', async () => {
   // Few retries: kafkajs gives up while the broker is down, crashes, and restarts itself (restartOnFailure).
   const bridge = await s.bridge(groupId, { sessionTimeoutMs: 4_000, kafkaRetry: { initialRetryTime: 100, maxRetryTime: 500, retries: 3 } });
   await s.produce(60);
-  await waitFor('the first 60', () => s.receivedIds().size === 60);
+  await waitFor('the first 60', () => s.receivedIds().size === 60, undefined, s.subscriber);
 
   await s.mock.setBrokerDown();
   const downFor = await waitFor('/health to say 503', async () => (await status(bridge, '/health')).code === 503);
   await s.mock.setBrokerUp();
   const upAt = Date.now();
   await s.produce(60);
-  await waitFor('the rest after the broker came back', () => s.receivedIds().size === 120, 40_000);
+  await waitFor('the rest after the broker came back', () => s.receivedIds().size === 120, 40_000, s.subscriber);
   logger.info({ downFor, catchUpMs: Date.now() - upAt }, 'broker back');
   expect(s.expectAllInOrder()).toBeGreaterThanOrEqual(0);
   await waitFor('/health to say 200', async () => (await status(bridge, '/health')).code === 200);

@@ -57,8 +57,7 @@ test('every accepted location reaches each matching subscriber once, in order, w
   const onTenantA = dashboard(a.member.token).subscribe(BY_DEVICE, { t: a.id });
   const adminOnA2 = dashboard(admin.token).subscribe(BY_DEVICE, { t: a.id, d: a2 });
   const onTenantB = dashboard(b.member.token).subscribe(BY_DEVICE, { t: b.id });
-  // A subscription is live once the gateway answered its authorization queries and joined Redis;
-  // an empty record through the groups proves that without sleeping.
+  // A subscription is live once the gateway authorized it and joined Redis: its registry says so.
   await waitForSubscriptionCount(5);
 
   const sent: Array<{ id: string; sequence: number; deviceId: string }> = [];
