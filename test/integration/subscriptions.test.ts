@@ -176,13 +176,17 @@ describe('authorization', () => {
     const [a, b] = tenants as [(typeof tenants)[number], (typeof tenants)[number]];
     const mover = await memberOf(stack, admin, a.id, 'quiet-mover');
     const socket = dashboard(mover.token);
+    const before = stack.gateway.subscriptions.size;
     socket.subscribe(BY_DEVICE, { t: a.id });
+    // Registered means authorized as a member of A: the socket holds tenant A from here on.
+    await waitForSubscriptionCount(before + 1);
     // Moved straight in the database (as the owner): no Redis announcement reaches the gateway.
     const owner = new pg.Client({ connectionString: stack.database.ownerUrl });
     await owner.connect();
     await owner.query('UPDATE tenant_members SET tenant_id = $1 WHERE user_id = $2', [b.id, mover.userId]);
     await owner.end();
-    expect((await socket.closed).code).toBe(4403);
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the socket was not closed')), 10_000).unref());
+    expect((await Promise.race([socket.closed, timeout])).code).toBe(4403);
   });
 
   test('a malformed subscription is BAD_USER_INPUT', async () => {
