@@ -80,6 +80,8 @@ class SubscriptionGroup {
   private readonly recentIds: string[] = [];
   private readonly deviceChains = new Map<string, Promise<void>>();
   unfollow: (() => void) | null = null;
+  /** Settles once Redis confirmed the group's channel subscription. */
+  following: Promise<void> = Promise.resolve();
 
   constructor(
     readonly key: string,
@@ -250,15 +252,22 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
       .digest('base64url');
     const key = `${visibility}|${operation}`;
     const existing = this.groups.get(key);
-    if (existing) return existing;
+    if (existing) {
+      // Joining a group whose Redis subscription is still being made: wait for it (or its failure).
+      await existing.following;
+      return existing;
+    }
 
     const planned = this.planner.plan(request.document, request.operationName);
     const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger, this.slots, () => {
       this.stats.eventsResolved += 1;
     });
+    group.following = this.feed.follow(request.args, (event) => group.accept(event)).then((unfollow) => {
+      group.unfollow = unfollow;
+    });
     this.groups.set(key, group);
     try {
-      group.unfollow = await this.feed.follow(request.args, (event) => group.accept(event));
+      await group.following;
     } catch (error) {
       this.groups.delete(key);
       throw error;
