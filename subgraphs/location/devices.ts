@@ -6,11 +6,6 @@ export const deviceFields = { id: true, tenantId: true, name: true, createdAt: t
 export type DeviceRecord = { id: string; tenantId: string; name: string; createdAt: Date };
 
 
-export function findDevice(tx: Tx, id: string): Promise<DeviceRecord | null> {
-  if (!isUuid(id)) return Promise.resolve(null);
-  return tx.device.findUnique({ where: { id }, select: deviceFields });
-}
-
 export function listDevices(tx: Tx, tenantId?: string): Promise<DeviceRecord[]> {
   return tx.device.findMany({
     where: tenantId ? { tenantId } : {},

@@ -6,17 +6,10 @@ import type { AcceptedInput } from './validation';
 import { isUuid } from '../../lib/ids';
 
 /** A stored location, as resolvers see it (from the database or from a Kafka/Redis event). */
-export interface LocationRecord {
+export interface LocationRecord extends Omit<AcceptedInput, 'recordedAt'> {
   id: string;
   tenantId: string;
-  deviceId: string;
   seq: bigint | number;
-  latitude: number;
-  longitude: number;
-  accuracy: number | null;
-  speed: number | null;
-  heading: number | null;
-  altitude: number | null;
   recordedAt: Date | string;
   receivedAt: Date | string;
 }

@@ -7,7 +7,7 @@ import { BadUserInput, FleetError, NotFound } from '../../lib/errors';
 import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent';
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
-import { createDevice, findDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
+import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
 import { lastLocations, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
 import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
@@ -84,9 +84,8 @@ function subscriptionEvent(context: LocationContext, args: { tenantId: string; d
 export const resolvers: GraphQLResolverMap<LocationContext> = {
   DateTime,
   Query: {
-    device: async (_root, args: { id: string }, { caller, db }) => {
-      const known = requireCaller(caller);
-      const device = await db.inScope(scopeFor(known), (tx) => findDevice(tx, args.id));
+    device: async (_root, args: { id: string }, { loaders }) => {
+      const device = await loaders.device.load(args.id);
       // Another tenant's device is answered exactly like one that does not exist.
       if (!device) throw new NotFound('Device');
       return device;
@@ -123,10 +122,8 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
     },
   },
   Device: {
-    __resolveReference: async (reference: { id: string }, { caller, db }: LocationContext) => {
-      const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => findDevice(tx, reference.id));
-    },
+    // `_entities` with many devices (e.g. a tenant's) reads them in one query.
+    __resolveReference: (reference: { id: string }, { loaders }: LocationContext) => loaders.device.load(reference.id),
     tenant: (device: DeviceRecord) => ({ __typename: 'Tenant', id: device.tenantId }),
     lastLocation: (device: DeviceRecord, _args, { loaders }) => loaders.lastLocation.load(device.id),
     locations: async (device: DeviceRecord, args: LocationPageArgs, { caller, db }) => {
