@@ -1,9 +1,10 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
+import type DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { Caller } from '../../lib/caller';
 import type { Database } from '../../lib/database';
 import { BadUserInput, Unauthenticated } from '../../lib/errors';
-import { requireCaller, scopeFor } from '../../lib/scope';
+import { requireCaller } from '../../lib/scope';
 import { isCognitoError, type PoolTokens, type UserPool } from '../../lib/userPool';
 import { findUserForLogin, normaliseEmail, saveUser, type UserRecord } from './users';
 
@@ -11,6 +12,7 @@ export interface AuthContext {
   caller: Caller | null;
   db: Database;
   userPool: UserPool;
+  users: DataLoader<string, UserRecord | null>;
 }
 
 const email = z.email().max(254);
@@ -41,12 +43,9 @@ const SIGN_IN_FAILED = 'Incorrect email or password';
 
 export const resolvers: GraphQLResolverMap<AuthContext> = {
   Query: {
-    me: async (_root, _args, { caller, db }) => {
+    me: async (_root, _args, { caller, users }) => {
       const known = requireCaller(caller);
-      const row = await db.inScope(scopeFor(known), (tx) =>
-        tx.user.findUnique({ where: { id: known.userId }, select: { id: true, email: true, role: true } }),
-      );
-      return row ?? { id: known.userId, email: known.email, role: known.role };
+      return (await users.load(known.userId)) ?? { id: known.userId, email: known.email, role: known.role };
     },
   },
   Mutation: {
@@ -89,11 +88,6 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
     },
   },
   User: {
-    __resolveReference: async (reference: { id: string }, { caller, db }: AuthContext) => {
-      const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) =>
-        tx.user.findUnique({ where: { id: reference.id }, select: { id: true, email: true, role: true } }),
-      );
-    },
+    __resolveReference: (reference: { id: string }, { users }: AuthContext) => users.load(reference.id),
   },
 };

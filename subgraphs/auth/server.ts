@@ -6,7 +6,7 @@ import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
 import type { UserPool } from '../../lib/userPool';
 import { resolvers, type AuthContext } from './resolvers';
-import { normaliseEmail, saveUser } from './users';
+import { normaliseEmail, saveUser, visibleUsers } from './users';
 
 export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
 
@@ -37,6 +37,6 @@ export async function startAuthSubgraph(options: AuthSubgraphOptions): Promise<R
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     health: { database: () => options.db.ping() },
-    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool }),
+    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool, users: visibleUsers(caller, options.db) }),
   });
 }

@@ -1,4 +1,7 @@
+import DataLoader from 'dataloader';
+import type { Caller } from '../../lib/caller';
 import type { Database } from '../../lib/database';
+import { requireCaller, scopeFor } from '../../lib/scope';
 
 /** The auth subgraph's records: one row per Cognito user, with the platform role. */
 export interface UserRecord {
@@ -28,4 +31,16 @@ export async function saveUser(db: Database, user: UserRecord): Promise<UserReco
 /** A user's row if it exists; a user created only in Cognito keeps role MEMBER. */
 export async function findUserForLogin(db: Database, id: string): Promise<UserRecord | null> {
   return db.inScope({ kind: 'system' }, (tx) => tx.user.findUnique({ where: { id }, select: fields }));
+}
+
+/**
+ * Users as the caller may see them, read per request in one query however many a response needs
+ * (`Tenant.members` resolves each member here). Rows RLS hides come back as null.
+ */
+export function visibleUsers(caller: Caller | null, db: Database): DataLoader<string, UserRecord | null> {
+  return new DataLoader(async (ids) => {
+    const rows = await db.inScope(scopeFor(requireCaller(caller)), (tx) => tx.user.findMany({ where: { id: { in: [...ids] } }, select: fields }));
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    return ids.map((id) => byId.get(id) ?? null);
+  });
 }
