@@ -1,4 +1,5 @@
 import { JwtRsaVerifier } from 'aws-jwt-verify';
+import { FetchError, JwksNotAvailableInCacheError, JwksValidationError } from 'aws-jwt-verify/error';
 import { SimpleJwksCache } from 'aws-jwt-verify/jwk';
 import type { Caller } from '../lib/caller';
 import type { Database } from '../lib/database';
@@ -37,9 +38,13 @@ export class TokenVerifier {
     const jwksCache = new SimpleJwksCache({
       fetcher: {
         fetch: async (uri: string) => {
-          const response = await fetch(uri, { signal: AbortSignal.timeout(5000) });
-          if (!response.ok) throw new Error(`JWKS request failed with HTTP ${response.status}`);
-          return response.arrayBuffer();
+          try {
+            const response = await fetch(uri, { signal: AbortSignal.timeout(5000) });
+            if (!response.ok) throw new Error(`JWKS request failed with HTTP ${response.status}`);
+            return await response.arrayBuffer();
+          } catch (error) {
+            throw new JwksUnreachable(error);
+          }
         },
       },
     });
@@ -61,17 +66,46 @@ export class TokenVerifier {
     await this.verifier.hydrate();
   }
 
+  /** Throws UNAUTHENTICATED for a token that does not verify, IdentityUnavailable when the keys cannot be had. */
   async verify(token: string): Promise<VerifiedToken> {
+    let payload;
     try {
-      const payload = await this.verifier.verify(token);
-      if (typeof payload.sub !== 'string' || typeof payload.email !== 'string' || typeof payload.exp !== 'number') {
-        throw new Error('ID token lacks sub, email or exp');
-      }
-      return { sub: payload.sub, email: payload.email, exp: payload.exp };
-    } catch {
+      payload = await this.verifier.verify(token);
+    } catch (error) {
+      if (isKeyFailure(error)) throw new IdentityUnavailable('the user pool keys could not be loaded', { cause: error });
       // Which check failed is not the client's business (and would help an attacker).
       throw new Unauthenticated('The token is invalid or expired');
     }
+    if (typeof payload.sub !== 'string' || typeof payload.email !== 'string' || typeof payload.exp !== 'number') {
+      throw new Unauthenticated('The token is invalid or expired');
+    }
+    return { sub: payload.sub, email: payload.email, exp: payload.exp };
+  }
+}
+
+/** The pool's JWKS could not be fetched (network, HTTP status): the pool failed, not the token. */
+class JwksUnreachable extends Error {
+  constructor(cause: unknown) {
+    super('the user pool JWKS could not be fetched', { cause });
+    this.name = 'JwksUnreachable';
+  }
+}
+
+/** The keys could not be had or read; every other verdict (signature, claims, unknown kid) is the token's fault. */
+function isKeyFailure(error: unknown): boolean {
+  return error instanceof JwksUnreachable || error instanceof FetchError || error instanceof JwksNotAvailableInCacheError || error instanceof JwksValidationError;
+}
+
+/**
+ * The caller could not be established for a reason that is not the token's: the database or the
+ * user pool is unavailable or overloaded. Clients must retry, not sign the user out: HTTP answers
+ * INTERNAL_SERVER_ERROR (503), a socket closes with 1013 (try again later).
+ */
+export class IdentityUnavailable extends Error {
+  readonly retryAfterMs = 1000;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'IdentityUnavailable';
   }
 }
 
@@ -82,26 +116,90 @@ export function bearerToken(value: unknown): string | null {
   return match?.[1] ?? null;
 }
 
+/** Role and tenant as the platform's records say, for one user. */
+interface CallerRecord {
+  role: Caller['role'];
+  tenantId: string | null;
+}
+
+export interface CallerDirectoryOptions {
+  /**
+   * How long a user's role and tenant are reused without reading the database again. Membership
+   * changes are announced (see `forget`), so this only bounds how long a MISSED announcement can
+   * leave a moved user on the old tenant.
+   */
+  cacheTtlMs: number;
+}
+
 export class CallerDirectory {
+  private readonly records = new Map<string, { record: CallerRecord; until: number }>();
+  /** Lookups in flight per user: a hundred sockets of one user opening at once read once. */
+  private readonly reading = new Map<string, Promise<CallerRecord>>();
+  /** Bumped by every `forget`: a read that started before one must not be cached (it may be stale). */
+  private epoch = 0;
+
   constructor(
     private readonly verifier: TokenVerifier,
     private readonly db: Database,
+    private readonly options: CallerDirectoryOptions = { cacheTtlMs: 5_000 },
   ) {}
 
-  /** The caller for a verified token; throws UNAUTHENTICATED for a token that does not verify. */
+  /**
+   * The caller for a token: UNAUTHENTICATED when the token does not verify, IdentityUnavailable
+   * when it does but the records cannot be read now.
+   */
   async callerFor(token: string): Promise<{ caller: Caller; expiresAt: number }> {
     const verified = await this.verifier.verify(token);
-    const record = await this.db.inScope({ kind: 'user', userId: verified.sub }, (tx) =>
-      tx.user.findUnique({ where: { id: verified.sub }, select: { role: true, membership: { select: { tenantId: true } } } }),
-    );
+    const record = await this.recordFor(verified.sub);
     return {
-      caller: {
-        userId: verified.sub,
-        email: verified.email,
-        role: record?.role ?? 'MEMBER',
-        tenantId: record?.role === 'ADMIN' ? null : (record?.membership?.tenantId ?? null),
-      },
+      caller: { userId: verified.sub, email: verified.email, role: record.role, tenantId: record.tenantId },
       expiresAt: verified.exp * 1000,
     };
+  }
+
+  /** A user's membership changed: the next request reads it again. */
+  forget(userId: string): void {
+    this.epoch += 1;
+    this.records.delete(userId);
+    this.reading.delete(userId);
+  }
+
+  /** Announcements may have been missed (Redis reconnected): read everyone again. */
+  forgetAll(): void {
+    this.epoch += 1;
+    this.records.clear();
+    this.reading.clear();
+  }
+
+  private async recordFor(userId: string): Promise<CallerRecord> {
+    const cached = this.records.get(userId);
+    if (cached && cached.until > Date.now()) return cached.record;
+    let reading = this.reading.get(userId);
+    if (!reading) {
+      const current = this.read(userId).finally(() => {
+        if (this.reading.get(userId) === current) this.reading.delete(userId);
+      });
+      reading = current;
+      this.reading.set(userId, reading);
+    }
+    return reading;
+  }
+
+  private async read(userId: string): Promise<CallerRecord> {
+    const epoch = this.epoch;
+    let row;
+    try {
+      row = await this.db.inScope({ kind: 'user', userId }, (tx) =>
+        tx.user.findUnique({ where: { id: userId }, select: { role: true, membership: { select: { tenantId: true } } } }),
+      );
+    } catch (error) {
+      throw new IdentityUnavailable('the caller\'s role and tenant could not be read', { cause: error });
+    }
+    const record: CallerRecord = {
+      role: row?.role ?? 'MEMBER',
+      tenantId: row?.role === 'ADMIN' ? null : (row?.membership?.tenantId ?? null),
+    };
+    if (epoch === this.epoch) this.records.set(userId, { record, until: Date.now() + this.options.cacheTtlMs });
+    return record;
   }
 }

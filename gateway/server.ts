@@ -9,15 +9,22 @@ import express from 'express';
 import { print, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../lib/caller';
 import type { Database } from '../lib/database';
-import { BadUserInput, Unauthenticated, formatFleetError } from '../lib/errors';
+import { BadUserInput, FleetError, Unauthenticated, formatFleetError } from '../lib/errors';
 import { Gauge } from 'prom-client';
 import { answerHealth, createMetricsRegistry } from '../lib/health';
 import type { Logger } from '../lib/logger';
-import { bearerToken, type CallerDirectory } from './identity';
+import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
+import { isPublicOnly } from './publicOperations';
 import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
-import { createSubscriptionPlanner } from './subscriptions/federatedEvent';
+import { createEventPlanner } from './subscriptions/eventPlan';
 import { LocationFeed } from './subscriptions/locationFeed';
-import { LocationSubscriptions, type SubscriptionLimits } from './subscriptions/locationSubscriptions';
+import { LocationHistory } from './subscriptions/locationHistory';
+import {
+  DEFAULT_LIVE_LIMITS,
+  LocationSubscriptions,
+  type LiveWorkLimits,
+  type SubscriptionLimits,
+} from './subscriptions/locationSubscriptions';
 import { startWebSocketServer } from './webSocket';
 
 export interface GatewayOptions {
@@ -29,6 +36,10 @@ export interface GatewayOptions {
   redisUrl: string;
   redisPrefix: string;
   limits: SubscriptionLimits;
+  /** How live work is bounded; defaults in DEFAULT_LIVE_LIMITS. */
+  live?: Partial<LiveWorkLimits>;
+  /** Longest wait for one subgraph fetch, ms. Default 10 s. */
+  subgraphTimeoutMs?: number;
   /** See WebSocketOptions.callerRecheckMs. Default 60 s. */
   callerRecheckMs?: number;
   logger: Logger;
@@ -45,10 +56,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const { logger } = options;
   const supergraph = Supergraph.build(options.supergraphSdl);
   const apiSchema = supergraph.apiSchema().toGraphQLJSSchema();
+  const subgraphTimeoutMs = options.subgraphTimeoutMs ?? 10_000;
   const fetchers = new Map<string, SubgraphFetcher>();
   for (const subgraph of supergraph.subgraphs()) {
-    fetchers.set(subgraph.name, new SubgraphFetcher(subgraph.url, options.callerSigningSecret));
+    fetchers.set(subgraph.name, new SubgraphFetcher(subgraph.url, options.callerSigningSecret, subgraphTimeoutMs));
   }
+  const locationUrl = supergraph.subgraphs().get('location')?.url;
+  if (!locationUrl) throw new Error('the supergraph has no location subgraph');
   const serviceMap: ServiceMap = Object.fromEntries(fetchers);
 
   const gateway = new ApolloGateway({
@@ -70,11 +84,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       {
         // @apollo/gateway cannot execute a subscription; say where subscriptions are served instead.
         async requestDidStart() {
+          let changesMembership = false;
           return {
             async didResolveOperation({ operation }) {
               if (operation?.operation === 'subscription') {
                 throw new BadUserInput('query', 'Subscriptions are served over graphql-ws (subprotocol graphql-transport-ws) on /graphql');
               }
+              changesMembership = operation?.operation === 'mutation' && operation.selectionSet.selections.some((s) => s.kind === 'Field' && s.name.value === 'addTenantMember');
+            },
+            async willSendResponse({ response }) {
+              // This gateway saw the change itself: no need to wait for the Redis announcement.
+              if (changesMembership && response.body.kind === 'single' && !response.body.singleResult.errors?.length) options.identity.forgetAll();
             },
           };
         },
@@ -101,12 +121,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   const feed = new LocationFeed(options.redisUrl, options.redisPrefix, logger.child({ component: 'location-feed' }));
   await feed.followingMemberships();
-  const planner = createSubscriptionPlanner({ supergraph, apiSchema, serviceMap, logger: logger.child({ component: 'subscription-plan' }) });
+  // Cached roles and tenants follow membership announcements; a reconnect may have missed some.
+  const stopForgetting = feed.onMembershipChanged((userId) => options.identity.forget(userId));
+  const stopForgettingAll = feed.onResubscribed(() => options.identity.forgetAll());
+  const planner = createEventPlanner({ supergraph, serviceMap, logger: logger.child({ component: 'subscription-plan' }) });
   const subscriptions = new LocationSubscriptions(
     feed,
     planner,
+    new LocationHistory(locationUrl, options.callerSigningSecret, subgraphTimeoutMs),
     (query, variables, caller) => executeAs(query, undefined, variables, caller),
     options.limits,
+    { ...DEFAULT_LIVE_LIMITS, ...options.live },
     logger.child({ component: 'subscriptions' }),
   );
   const webSocket = startWebSocketServer({
@@ -142,13 +167,24 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       context: async ({ req }) => {
         const header = req.headers.authorization;
         if (header === undefined) return { caller: null };
-        const token = bearerToken(header);
-        if (!token) throw new Unauthenticated('The Authorization header must be "Bearer <idToken>"', { rejectsRequest: true });
         try {
+          const token = bearerToken(header);
+          if (!token) throw new Unauthenticated('The Authorization header must be "Bearer <idToken>"');
           return { caller: (await options.identity.callerFor(token)).caller };
         } catch (error) {
-          if (error instanceof Unauthenticated) throw new Unauthenticated(error.message, { rejectsRequest: true });
-          throw error;
+          if (error instanceof Unauthenticated) {
+            // A stale token must not stop a client from signing in again or refreshing it.
+            const body = req.body as { query?: unknown; operationName?: unknown } | undefined;
+            if (isPublicOnly(body?.query, body?.operationName)) return { caller: null };
+            throw new Unauthenticated(error.message, { rejectsRequest: true });
+          }
+          logger.error({ err: error }, 'could not establish the caller');
+          // Not the token's fault: 401 would make clients sign the user out; this says "retry".
+          const retryAfterMs = error instanceof IdentityUnavailable ? error.retryAfterMs : 1000;
+          throw new FleetError('INTERNAL_SERVER_ERROR', 'Temporarily unavailable; retry', {
+            retryAfterMs,
+            http: { status: 503, headers: new Map([['retry-after', String(Math.ceil(retryAfterMs / 1000))]]) },
+          });
         }
       },
     }),
@@ -167,6 +203,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     port,
     subscriptions,
     stop: async () => {
+      stopForgetting();
+      stopForgettingAll();
       subscriptions.close();
       await webSocket.close();
       await server.stop();

@@ -15,7 +15,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Caller } from '../lib/caller';
 import { BadUserInput, FleetError, Unauthenticated } from '../lib/errors';
 import type { Logger } from '../lib/logger';
-import { bearerToken, type CallerDirectory } from './identity';
+import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
 import type { LocationSubscriptions, LocationUpdatedArgs, SubscriberConnection } from './subscriptions/locationSubscriptions';
 import type { SubscriberQueue } from './subscriptions/subscriberQueue';
 
@@ -36,6 +36,9 @@ export const CLOSE_TOO_SLOW = 1013;
 /** How long a dropped slow client has to read up to the close frame before its socket is cut. */
 const SLOW_CLOSE_GRACE_MS = 5_000;
 
+/** RFC 6455 "Try Again Later" too: the caller could not be established for a reason that is not the token's. */
+export const CLOSE_TRY_AGAIN = 1013;
+
 interface ConnectionState extends SubscriberConnection {
   token: string;
   expiry?: NodeJS.Timeout;
@@ -52,7 +55,7 @@ export interface WebSocketOptions {
   subscriptions: LocationSubscriptions;
   /**
    * How often an open socket's role and tenant are read again, so a membership change whose Redis
-   * announcement was missed still closes the socket within this time.
+   * announcement was missed still closes the socket within this time (plus the identity cache's).
    */
   callerRecheckMs: number;
   /** Calls back with a user id whenever an ADMIN moved that user to another tenant. */
@@ -60,6 +63,11 @@ export interface WebSocketOptions {
   /** Runs a query or mutation as the caller through the gateway (same path as HTTP). */
   executeOperation(document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>, caller: Caller): Promise<ExecutionResult>;
   logger: Logger;
+}
+
+/** The same role and tenant: what the connection was authorized for still holds. */
+function sameStanding(a: Caller, b: Caller): boolean {
+  return a.userId === b.userId && a.role === b.role && a.tenantId === b.tenantId;
 }
 
 function asErrors(error: unknown): GraphQLError[] {
@@ -83,6 +91,28 @@ export function startWebSocketServer(options: WebSocketOptions) {
     for (const socket of socketsByUser.get(userId) ?? []) socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
   });
 
+  /**
+   * Reads the caller for the socket's token again and closes the socket when the answer is not
+   * what the socket was authorized for: 4401 when the token stopped verifying, 4403 when the role or
+   * tenant changed. Answers whether the socket may go on (a lookup that failed for another reason
+   * leaves it open: a busy database is not a reason to drop anybody).
+   */
+  const stillAuthorized = async (socket: WebSocket, state: ConnectionState): Promise<boolean> => {
+    try {
+      const { caller } = await options.identity.callerFor(state.token);
+      if (sameStanding(caller, state.caller)) return true;
+      socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
+      return false;
+    } catch (error) {
+      if (error instanceof Unauthenticated) {
+        socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+        return false;
+      }
+      logger.warn({ err: error }, 'could not re-read the caller of an open socket');
+      return true;
+    }
+  };
+
   const cleanup = useServer<Record<string, unknown> | undefined, Extra>(
     {
       schema: options.apiSchema,
@@ -94,42 +124,40 @@ export function startWebSocketServer(options: WebSocketOptions) {
           socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized: connection_init needs { authorization: "Bearer <idToken>" }');
           return false;
         }
+        let established: { caller: Caller; expiresAt: number };
         try {
-          const { caller, expiresAt } = await options.identity.callerFor(token);
-          const state: ConnectionState = {
-            caller,
-            token,
-            open: 0,
-            dropAsSlow: () => {
-              socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation');
-              // A client that never reads would hold its buffers until ws' 30 s close timeout.
-              setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS).unref();
-            },
-          };
-          state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
-          state.recheck = setInterval(() => {
-            options.identity.callerFor(token).then(
-              ({ caller: now }) => {
-                if (now.role !== state.caller.role || now.tenantId !== state.caller.tenantId) {
-                  socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
-                }
-              },
-              (error: unknown) => {
-                if (error instanceof Unauthenticated) socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
-              },
-            );
-          }, options.callerRecheckMs);
-          state.recheck.unref();
-          ctx.extra.state = state;
-          const sockets = socketsByUser.get(caller.userId) ?? new Set();
-          sockets.add(socket);
-          socketsByUser.set(caller.userId, sockets);
-          return true;
+          established = await options.identity.callerFor(token);
         } catch (error) {
-          if (!(error instanceof Unauthenticated)) logger.error({ err: error }, 'connection_init failed');
-          socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
+          if (error instanceof Unauthenticated) socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
+          else {
+            // Not the token's fault: 4401 would make clients sign the user out. 1013 makes them retry.
+            logger.error({ err: error }, 'connection_init could not establish the caller');
+            const retryAfterMs = error instanceof IdentityUnavailable ? error.retryAfterMs : 1000;
+            socket.close(CLOSE_TRY_AGAIN, `Try again later: retry in ${retryAfterMs} ms`);
+          }
           return false;
         }
+        const { caller, expiresAt } = established;
+        // The socket is bound to this caller: every subscription on it is authorized for it, and
+        // any later read that disagrees closes the socket (4403), whatever else was sent on it.
+        const state: ConnectionState = {
+          caller,
+          token,
+          open: 0,
+          dropAsSlow: () => {
+            socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation');
+            // A client that never reads would hold its buffers until ws' 30 s close timeout.
+            setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+          },
+        };
+        state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+        state.recheck = setInterval(() => void stillAuthorized(socket, state), options.callerRecheckMs);
+        state.recheck.unref();
+        ctx.extra.state = state;
+        const sockets = socketsByUser.get(caller.userId) ?? new Set();
+        sockets.add(socket);
+        socketsByUser.set(caller.userId, sockets);
+        return true;
       },
       onClose: (ctx) => {
         const state = ctx.extra.state;
@@ -143,15 +171,9 @@ export function startWebSocketServer(options: WebSocketOptions) {
       onSubscribe: async (ctx, _id, payload) => {
         const state = ctx.extra.state;
         if (!state) return [new Unauthenticated()];
-        // Role and tenant are read again for every operation: the database, not the moment the
-        // socket opened, decides what the caller may do.
-        try {
-          state.caller = (await options.identity.callerFor(state.token)).caller;
-        } catch (error) {
-          if (error instanceof Unauthenticated) ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
-          else logger.error({ err: error }, 'could not read the caller');
-          return asErrors(error);
-        }
+        // Role and tenant are read again for every operation: the records, not the moment the
+        // socket opened, decide; a caller who no longer matches the socket loses the socket.
+        if (!(await stillAuthorized(ctx.extra.socket, state))) return [new Unauthenticated('The connection is closing')];
         let document: DocumentNode;
         try {
           document = parse(payload.query);

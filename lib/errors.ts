@@ -104,10 +104,12 @@ export function formatFleetError(formatted: GraphQLFormattedError, onInternal?: 
     return { ...formatted, extensions: { ...extensions, code: 'BAD_USER_INPUT' } };
   }
   onInternal?.(formatted);
+  // A retry hint is the one detail worth keeping: it tells the client this is passing.
+  const retryAfterMs = typeof extensions.retryAfterMs === 'number' ? { retryAfterMs: extensions.retryAfterMs } : {};
   return {
     message: 'Internal server error',
     ...(formatted.path ? { path: formatted.path } : {}),
     ...(formatted.locations ? { locations: formatted.locations } : {}),
-    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    extensions: { code: 'INTERNAL_SERVER_ERROR', ...retryAfterMs },
   };
 }

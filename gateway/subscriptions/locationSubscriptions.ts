@@ -2,14 +2,16 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { GraphQLError, print, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../../lib/caller';
-import { FleetError, NotFound, formatFleetError } from '../../lib/errors';
-import type { LocationEvent } from '../../lib/locationEvent';
+import { FleetError, NotFound } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
-import type { PlannedSubscription, SubscriptionPlanner } from './federatedEvent';
+import type { EventPlan, EventPlanner } from './eventPlan';
 import type { LocationFeed } from './locationFeed';
+import type { LocationHistory } from './locationHistory';
+import { ResolutionScheduler } from './resolutionScheduler';
+import { SubscriptionGroup, type GroupLimits } from './subscriptionGroup';
 import { SubscriberQueue } from './subscriberQueue';
 
-/** Runs a query through the supergraph as a caller (for authorization checks and catch-up). */
+/** Runs a query through the supergraph as a caller (for authorization checks). */
 export type SupergraphQuery = (query: string, variables: Record<string, unknown>, caller: Caller) => Promise<ExecutionResult>;
 
 export interface SubscriptionLimits {
@@ -19,6 +21,22 @@ export interface SubscriptionLimits {
   queueCapacity: number;
 }
 
+/** How live work is bounded (see README, "Live locations"). */
+export interface LiveWorkLimits extends GroupLimits {
+  /** Event batches resolved at once across the gateway. */
+  concurrentResolutions: number;
+  /** Events waiting for resolution per tenant; past it the tenant's largest backlog is shed. */
+  pendingPerTenant: number;
+}
+
+export const DEFAULT_LIVE_LIMITS: LiveWorkLimits = {
+  concurrentResolutions: 16,
+  maxBatch: 500,
+  retryBoundMs: 30_000,
+  historyLimit: 1_000,
+  pendingPerTenant: 10_000,
+};
+
 export interface LocationUpdatedArgs {
   tenantId: string;
   deviceId?: string | null;
@@ -26,7 +44,8 @@ export interface LocationUpdatedArgs {
 
 /** One graphql-ws connection, as the registry sees it. */
 export interface SubscriberConnection {
-  caller: Caller;
+  /** The caller the connection was authorized for; every subscription on it runs as this caller. */
+  readonly caller: Caller;
   open: number;
   /** Called when one of its subscribers falls too far behind. */
   dropAsSlow(): void;
@@ -40,127 +59,56 @@ export interface SubscribeRequest {
   args: LocationUpdatedArgs;
 }
 
-/**
- * Plan executions the gateway runs at once, across all groups: enough to overlap subgraph round
- * trips, few enough that a burst to many groups queues here instead of overloading the subgraphs.
- * Waiting work starts in arrival order (a freed slot goes straight to the next in line).
- */
-class ResolveSlots {
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private readonly size: number) {}
-
-  async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running < this.size) this.running += 1;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await work();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.running -= 1;
-    }
-  }
-}
-
-const CONCURRENT_RESOLUTIONS = 16;
-
-const LOCATION_FIELDS = 'id latitude longitude accuracy speed heading altitude recordedAt receivedAt sequence device { id tenant { id } }';
-
-/**
- * Subscribers that would see the same thing share a group: same operation text, same variables,
- * same visibility (role and tenant). A group follows one Redis channel, de-duplicates events by
- * per-device sequence, resolves each event's selection once through the query plan, and hands
- * the result to every member: N dashboards on one device cost one set of entity fetches per event.
- */
-class SubscriptionGroup {
-  readonly subscribers = new Set<SubscriberQueue>();
-  private readonly lastSeq = new Map<string, number>();
-  private readonly recentIds: string[] = [];
-  private readonly deviceChains = new Map<string, Promise<void>>();
-  unfollow: (() => void) | null = null;
-  /** Settles once Redis confirmed the group's channel subscription. */
-  following: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly key: string,
-    readonly caller: Caller,
-    readonly args: LocationUpdatedArgs,
-    private readonly variables: Record<string, unknown>,
-    private readonly planned: PlannedSubscription,
-    private readonly logger: Logger,
-    private readonly slots: ResolveSlots,
-    private readonly onResolved: () => void,
-  ) {}
-
-  /** Takes one event (from Redis or a catch-up). Replays and duplicates are dropped here. */
-  accept(event: LocationEvent): void {
-    if (event.seq !== undefined) {
-      const last = this.lastSeq.get(event.deviceId) ?? 0;
-      if (event.seq <= last) return;
-      this.lastSeq.set(event.deviceId, event.seq);
-    } else {
-      if (this.recentIds.includes(event.id)) return;
-      this.recentIds.push(event.id);
-      if (this.recentIds.length > 1000) this.recentIds.shift();
-    }
-    // Events resolve concurrently (their subgraph fetches overlap), but each device's results are
-    // handed over in acceptance order: delivery waits for the device's previous event.
-    const resolved = this.slots.run(() => this.resolve(event));
-    const previous = this.deviceChains.get(event.deviceId) ?? Promise.resolve();
-    const next = previous.then(() => resolved).then((result) => {
-      for (const subscriber of this.subscribers) subscriber.push(result);
-    });
-    this.deviceChains.set(event.deviceId, next);
-    void next.finally(() => {
-      if (this.deviceChains.get(event.deviceId) === next) this.deviceChains.delete(event.deviceId);
-    });
-  }
-
-  private async resolve(event: LocationEvent): Promise<ExecutionResult> {
-    this.onResolved();
-    try {
-      const result = await this.planned.execute(event, this.caller, this.variables);
-      if (!result.errors?.length) return result;
-      return { ...result, errors: result.errors.map((e) => this.format(e)) };
-    } catch (error) {
-      this.logger.error({ err: error }, 'resolving a location event failed');
-      return { data: null, errors: [new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error')] };
-    }
-  }
-
-  /** The same masking as HTTP responses, as a GraphQLError (graphql-ws serializes with toJSON). */
-  private format(error: GraphQLError): GraphQLError {
-    const formatted = formatFleetError(error.toJSON(), (internal) => this.logger.error({ error: internal }, 'subgraph error in a subscription event'));
-    return new GraphQLError(formatted.message, { path: formatted.path, extensions: formatted.extensions });
-  }
-}
-
-/** What the registry reports: `changed` when a subscription starts or ends, for operators and tests. */
+/** What the registry reports (metrics, tests). */
 export interface SubscriptionStats {
   /** Events resolved through the query plan (once per group per event, however many subscribers). */
   eventsResolved: number;
+  /** Plan executions (one per batch of events). */
+  batchesResolved: number;
   /** Subscribers dropped because they stopped reading and their queue filled. */
   slowSubscribersDropped: number;
+  /** Groups whose subscribers were ended because their tenant's pending bound was hit. */
+  groupsShed: number;
 }
 
+const PLAN_CACHE_SIZE = 500;
+
+/**
+ * The gateway's live subscriptions: authorizes and limits them, puts each in its group (see
+ * subscriptionGroup.ts), feeds groups from Redis, bounds the work waiting per tenant and schedules
+ * resolution fairly across tenants.
+ */
 export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
   private readonly groups = new Map<string, SubscriptionGroup>();
-  readonly stats: SubscriptionStats = { eventsResolved: 0, slowSubscribersDropped: 0 };
-  private readonly slots = new ResolveSlots(CONCURRENT_RESOLUTIONS);
+  /** Groups still being set up (authorized, planned, positioned, following Redis); joiners wait. */
+  private readonly starting = new Map<string, Promise<SubscriptionGroup>>();
+  private readonly plans = new Map<string, EventPlan>();
+  /** How to stop each group's Redis subscription. */
+  private readonly feedStop = new WeakMap<SubscriptionGroup, () => void>();
+  readonly stats: SubscriptionStats = { eventsResolved: 0, batchesResolved: 0, slowSubscribersDropped: 0, groupsShed: 0 };
+  private readonly scheduler: ResolutionScheduler;
   private readonly openPerTenant = new Map<string, number>();
+  private readonly pendingPerTenant = new Map<string, number>();
   private readonly stopCatchUp: () => void;
+  private readonly live: LiveWorkLimits;
 
   constructor(
     private readonly feed: LocationFeed,
-    private readonly planner: SubscriptionPlanner,
+    private planner: EventPlanner,
+    private readonly history: LocationHistory,
     private readonly query: SupergraphQuery,
     private readonly limits: SubscriptionLimits,
+    live: LiveWorkLimits,
     private readonly logger: Logger,
   ) {
     super();
-    this.stopCatchUp = feed.onResubscribed(() => void this.catchUpAll());
+    // A batch lands in every subscriber's queue at once: a reader that keeps up may hold one batch
+    // while the next arrives, so a batch is at most half a queue (past that the reader is slow).
+    this.live = { ...live, maxBatch: Math.max(1, Math.min(live.maxBatch, Math.floor(limits.queueCapacity / 2))) };
+    this.scheduler = new ResolutionScheduler(live.concurrentResolutions);
+    this.stopCatchUp = feed.onResubscribed(() => {
+      for (const group of this.groups.values()) group.catchUp();
+    });
   }
 
   get size(): number {
@@ -173,10 +121,16 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     return this.groups.size;
   }
 
+  /** Events waiting for resolution, all tenants together. */
+  get pending(): number {
+    let total = 0;
+    for (const count of this.pendingPerTenant.values()) total += count;
+    return total;
+  }
+
   /** Authorizes, applies the limits and starts delivering; throws a FleetError the client sees. */
   async subscribe(request: SubscribeRequest): Promise<SubscriberQueue> {
     const { connection, args } = request;
-    await this.authorize(connection.caller, args);
     if (connection.open >= this.limits.perConnection) {
       throw new FleetError('RATE_LIMITED', `At most ${this.limits.perConnection} subscriptions per connection`, {
         retryAfterMs: 1000,
@@ -192,31 +146,36 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     }
     connection.open += 1;
     this.openPerTenant.set(args.tenantId, tenantOpen + 1);
-
-    const group = await this.groupFor(request).catch((error: unknown) => {
+    let group: SubscriptionGroup;
+    try {
+      group = await this.groupFor(request);
+    } catch (error) {
       this.release(connection, args.tenantId);
       throw error;
-    });
-    const queue: SubscriberQueue = new SubscriberQueue(
-      this.limits.queueCapacity,
-      () => {
-        this.stats.slowSubscribersDropped += 1;
-        this.logger.warn({ userId: connection.caller.userId, capacity: this.limits.queueCapacity }, 'dropped a subscriber that stopped reading');
-        connection.dropAsSlow();
-      },
-      () => {
-        this.release(connection, args.tenantId);
-        group.subscribers.delete(queue);
-        if (group.subscribers.size === 0 && this.groups.get(group.key) === group) {
-          this.groups.delete(group.key);
-          group.unfollow?.();
-        }
-        this.emit('changed');
-      },
-    );
-    group.subscribers.add(queue);
+    }
+    const subscriber = {
+      queue: new SubscriberQueue(
+        this.limits.queueCapacity,
+        () => {
+          this.stats.slowSubscribersDropped += 1;
+          this.logger.warn({ userId: connection.caller.userId, capacity: this.limits.queueCapacity }, 'dropped a subscriber that stopped reading');
+          connection.dropAsSlow();
+        },
+        () => {
+          this.release(connection, args.tenantId);
+          group.subscribers.delete(subscriber);
+          if (group.subscribers.size === 0 && this.groups.get(group.key) === group) {
+            this.groups.delete(group.key);
+            this.feedStop.get(group)?.();
+            group.stop();
+          }
+          this.emit('changed');
+        },
+      ),
+    };
+    group.subscribers.add(subscriber);
     this.emit('changed');
-    return queue;
+    return subscriber.queue;
   }
 
   private release(connection: SubscriberConnection, tenantId: string): void {
@@ -226,85 +185,121 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     else this.openPerTenant.delete(tenantId);
   }
 
+  private async groupFor(request: SubscribeRequest): Promise<SubscriptionGroup> {
+    const { caller } = request.connection;
+    // Visibility is part of the key: a group was authorized for exactly this role and tenant.
+    const visibility = `${caller.role}:${caller.tenantId ?? '*'}`;
+    const key = `${visibility}|${digest(print(request.document), request.operationName ?? '', JSON.stringify(request.variables))}`;
+    const existing = this.groups.get(key);
+    if (existing) return existing;
+    let starting = this.starting.get(key);
+    if (!starting) {
+      starting = this.startGroup(key, request).finally(() => this.starting.delete(key));
+      this.starting.set(key, starting);
+    }
+    return starting;
+  }
+
+  private async startGroup(key: string, request: SubscribeRequest): Promise<SubscriptionGroup> {
+    const { caller } = request.connection;
+    const { tenantId, deviceId = null } = request.args;
+    await this.authorize(caller, request.args);
+    const group = new SubscriptionGroup({
+      key,
+      tenantId,
+      deviceId,
+      caller,
+      variables: request.variables,
+      plan: this.planFor(request.document, request.operationName),
+      history: this.history,
+      scheduler: this.scheduler,
+      limits: this.live,
+      logger: this.logger,
+      onResolved: (events) => {
+        this.stats.eventsResolved += events;
+        this.stats.batchesResolved += 1;
+      },
+      onPendingChanged: (delta) => this.pendingChanged(tenantId, delta),
+    });
+    // Positions first, Redis second: whatever is accepted in between arrives on Redis or shows up
+    // as a gap to fill, so nothing accepted after the subscription started is missed.
+    group.startFrom(await this.history.positions(caller, tenantId, deviceId));
+    const unfollow = await this.feed.follow(request.args, (event) => group.accept(event));
+    this.feedStop.set(group, unfollow);
+    this.groups.set(key, group);
+    return group;
+  }
+
+  private planFor(document: DocumentNode, operationName: string | undefined): EventPlan {
+    const key = digest(print(document), operationName ?? '');
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = this.planner.plan(document, operationName);
+      if (this.plans.size >= PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value as string);
+      this.plans.set(key, plan);
+    }
+    return plan;
+  }
+
   /** MEMBER: own tenant only; ADMIN: any existing tenant. Another tenant's device is NOT_FOUND. */
   private async authorize(caller: Caller, args: LocationUpdatedArgs): Promise<void> {
     if (caller.role !== 'ADMIN' && caller.tenantId !== args.tenantId) throw new NotFound('Tenant');
     if (caller.role === 'ADMIN') {
       const tenant = await this.query('query($id: ID!) { tenant(id: $id) { id } }', { id: args.tenantId }, caller);
-      if (!(tenant.data as { tenant?: unknown } | undefined)?.tenant) throw new NotFound('Tenant');
+      if (!(tenant.data as { tenant?: unknown } | undefined)?.tenant) throw notFoundOr('Tenant', tenant);
     }
     if (args.deviceId) {
       const device = await this.query('query($id: ID!) { device(id: $id) { tenant { id } } }', { id: args.deviceId }, caller);
       const owner = (device.data as { device?: { tenant: { id: string } } | null } | undefined)?.device?.tenant.id;
-      if (owner !== args.tenantId) throw new NotFound('Device');
+      if (owner !== args.tenantId) throw notFoundOr('Device', device);
     }
-  }
-
-  private async groupFor(request: SubscribeRequest): Promise<SubscriptionGroup> {
-    const { caller } = request.connection;
-    const visibility = `${caller.role}:${caller.tenantId ?? '*'}`;
-    const operation = createHash('sha256')
-      .update(print(request.document))
-      .update('\0')
-      .update(request.operationName ?? '')
-      .update('\0')
-      .update(JSON.stringify(request.variables))
-      .digest('base64url');
-    const key = `${visibility}|${operation}`;
-    const existing = this.groups.get(key);
-    if (existing) {
-      // Joining a group whose Redis subscription is still being made: wait for it (or its failure).
-      await existing.following;
-      return existing;
-    }
-
-    const planned = this.planner.plan(request.document, request.operationName);
-    const group = new SubscriptionGroup(key, caller, request.args, request.variables, planned, this.logger, this.slots, () => {
-      this.stats.eventsResolved += 1;
-    });
-    group.following = this.feed.follow(request.args, (event) => group.accept(event)).then((unfollow) => {
-      group.unfollow = unfollow;
-    });
-    this.groups.set(key, group);
-    try {
-      await group.following;
-    } catch (error) {
-      this.groups.delete(key);
-      throw error;
-    }
-    return group;
   }
 
   /**
-   * After Redis came back: every group receives the current position of each device it follows
-   * (newer than what it delivered), so nobody stays silently behind what happened meanwhile.
+   * A tenant's waiting events went over the bound: shed its largest backlogs until it is back
+   * under, ending their subscribers with RATE_LIMITED (they resubscribe, with `after` to resume).
    */
-  async catchUpAll(): Promise<void> {
-    await Promise.all([...this.groups.values()].map((group) => this.catchUp(group).catch((error: unknown) => {
-      this.logger.error({ err: error }, 'catch-up failed');
-    })));
-  }
-
-  private async catchUp(group: SubscriptionGroup): Promise<void> {
-    const { tenantId, deviceId } = group.args;
-    const result = deviceId
-      ? await this.query(`query($id: ID!) { device(id: $id) { lastLocation { ${LOCATION_FIELDS} } } }`, { id: deviceId }, group.caller)
-      : await this.query(`query($id: ID!) { tenant(id: $id) { devices { lastLocation { ${LOCATION_FIELDS} } } } }`, { id: tenantId }, group.caller);
-    type Last = { lastLocation: (Omit<LocationEvent, 'tenantId' | 'deviceId' | 'seq'> & { sequence: number; device: { id: string; tenant: { id: string } } }) | null };
-    const data = result.data as { device?: Last | null; tenant?: { devices: Last[] } | null } | undefined;
-    const devices = deviceId ? [data?.device] : (data?.tenant?.devices ?? []);
-    for (const device of devices) {
-      const last = device?.lastLocation;
-      if (!last) continue;
-      const { sequence, device: owner, ...fields } = last;
-      group.accept({ ...fields, seq: sequence, deviceId: owner.id, tenantId: owner.tenant.id });
-    }
+  private pendingChanged(tenantId: string, delta: number): void {
+    const now = (this.pendingPerTenant.get(tenantId) ?? 0) + delta;
+    if (now > 0) this.pendingPerTenant.set(tenantId, now);
+    else this.pendingPerTenant.delete(tenantId);
+    if (delta <= 0 || now <= this.live.pendingPerTenant) return;
+    const largest = [...this.groups.values()].filter((g) => g.tenantId === tenantId).sort((a, b) => b.backlog - a.backlog)[0];
+    if (!largest) return;
+    this.stats.groupsShed += 1;
+    this.logger.warn({ tenantId, pending: now, bound: this.live.pendingPerTenant, group: largest.key }, 'shed a subscription group: too many events waiting for this tenant');
+    this.groups.delete(largest.key);
+    this.feedStop.get(largest)?.();
+    // Deferred: this runs inside the group's own bookkeeping.
+    queueMicrotask(() =>
+      largest.endWith({
+        data: null,
+        errors: [
+          new GraphQLError('Too many locations are waiting for delivery to this tenant; subscribe again (with `after` to resume)', {
+            extensions: { code: 'RATE_LIMITED', retryAfterMs: 1000, limit: 'pendingLocationsPerTenant' },
+          }),
+        ],
+      }),
+    );
   }
 
   close(): void {
     this.stopCatchUp();
     for (const group of this.groups.values()) {
-      for (const subscriber of group.subscribers) subscriber.end();
+      for (const subscriber of group.subscribers) subscriber.queue.end();
+      group.stop();
     }
   }
+}
+
+function digest(...parts: string[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part).update('\0');
+  return hash.digest('base64url');
+}
+
+/** NOT_FOUND, unless the check itself failed (then the failure, so the client can retry). */
+function notFoundOr(what: string, result: ExecutionResult): Error {
+  const failure = result.errors?.find((e) => e.extensions?.code === 'INTERNAL_SERVER_ERROR');
+  return failure ? new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error') : new NotFound(what);
 }

@@ -95,6 +95,40 @@ export async function lastLocations(tx: Tx, deviceIds: readonly string[]): Promi
   return new Map(rows.map((row) => [row.deviceId, row]));
 }
 
+/** A device's last seen (or accepted) per-device sequence. */
+export interface DeviceSequence {
+  deviceId: string;
+  sequence: number;
+}
+
+/**
+ * Accepted locations by per-device sequence, oldest first: for each position, those above its
+ * sequence, at most `limit` per device. One statement however many devices: a LATERAL walk of the
+ * (device_id, seq) unique index per position.
+ */
+export async function locationsAfter(tx: Tx, positions: readonly DeviceSequence[], limit: number): Promise<LocationRecord[]> {
+  const valid = positions.filter((p) => isUuid(p.deviceId));
+  if (valid.length === 0) return [];
+  return tx.$queryRaw<LocationRecord[]>`
+    SELECT l.id, l.tenant_id AS "tenantId", l.device_id AS "deviceId", l.seq, l.latitude, l.longitude, l.accuracy,
+      l.speed, l.heading, l.altitude, l.recorded_at AS "recordedAt", l.received_at AS "receivedAt"
+    FROM unnest(${valid.map((p) => p.deviceId)}::uuid[], ${valid.map((p) => p.sequence)}::bigint[]) AS p(device_id, seq)
+    CROSS JOIN LATERAL (
+      SELECT * FROM locations WHERE device_id = p.device_id AND seq > p.seq ORDER BY seq LIMIT ${limit}
+    ) l
+    ORDER BY l.device_id, l.seq`;
+}
+
+/** The newest accepted sequence of each device of a tenant (or of one device), 0 before any. */
+export async function devicePositions(tx: Tx, tenantId: string, deviceId?: string | null): Promise<DeviceSequence[]> {
+  if (!isUuid(tenantId) || (deviceId && !isUuid(deviceId))) return [];
+  const devices = await tx.device.findMany({
+    where: { tenantId, ...(deviceId ? { id: deviceId } : {}) },
+    select: { id: true, lastSeq: true },
+  });
+  return devices.map((device) => ({ deviceId: device.id, sequence: Number(device.lastSeq) }));
+}
+
 export interface LocationPageArgs {
   from?: Date | null;
   to?: Date | null;

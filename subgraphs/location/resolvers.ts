@@ -8,7 +8,7 @@ import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
 import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
-import { lastLocations, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
+import { devicePositions, lastLocations, locationPage, locationsAfter, storeLocations, type DeviceSequence, type LocationPageArgs, type LocationRecord } from './locations';
 import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 
@@ -18,8 +18,8 @@ export interface LocationContext {
   rateLimit: DeviceRateLimit;
   relay: OutboxRelay;
   window: RecordingWindow;
-  /** The event a `locationUpdated` selection is resolved against (sent by the gateway per event). */
-  locationEvent: unknown;
+  /** The events a `_locationEvents` selection is resolved against (sent by the gateway per batch). */
+  locationEvents: unknown;
   /** Per request: what a response asks of many devices is read in one query (see `loadersFor`). */
   loaders: LocationLoaders;
 }
@@ -68,17 +68,25 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
 }
 
 
-/** Resolves `locationUpdated` against one event the gateway received from Redis. */
-function subscriptionEvent(context: LocationContext, args: { tenantId: string; deviceId?: string | null }): LocationEvent {
+/** The largest page of history `_locationsAfter` answers per device (the gateway's resume bound is lower). */
+const MAX_LOCATIONS_AFTER = 1000;
+
+/**
+ * The events a `_locationEvents` request resolves against (sent by the gateway per batch). Each is
+ * checked on its own: one the caller may not see, or that does not match the subscription's
+ * arguments, becomes that item's NOT_FOUND and leaves the others alone.
+ */
+function subscriptionEvents(context: LocationContext, args: { tenantId: string; deviceId?: string | null }): Array<LocationEvent | FleetError> {
   const caller = requireCaller(context.caller);
-  const parsed = locationEventSchema.safeParse(context.locationEvent);
-  if (!parsed.success) throw new BadUserInput('locationEvent', 'locationUpdated is served by the gateway over graphql-ws');
-  const event = parsed.data;
-  const visible = caller.role === 'ADMIN' || caller.tenantId === event.tenantId;
-  if (!visible || event.tenantId !== args.tenantId || (args.deviceId && args.deviceId !== event.deviceId)) {
-    throw new NotFound('Location');
-  }
-  return event;
+  if (!Array.isArray(context.locationEvents)) throw new BadUserInput('locationEvents', 'locationUpdated is served by the gateway over graphql-ws');
+  return context.locationEvents.map((raw) => {
+    const parsed = locationEventSchema.safeParse(raw);
+    if (!parsed.success || parsed.data.seq === undefined) return new FleetError('BAD_USER_INPUT', 'not a location event', { field: 'locationEvents' });
+    const event = parsed.data;
+    const visible = caller.role === 'ADMIN' || caller.tenantId === event.tenantId;
+    if (!visible || event.tenantId !== args.tenantId || (args.deviceId && args.deviceId !== event.deviceId)) return new NotFound('Location');
+    return event;
+  });
 }
 
 export const resolvers: GraphQLResolverMap<LocationContext> = {
@@ -93,6 +101,20 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
     devices: async (_root, _args, { caller, db }) => {
       const known = requireCaller(caller);
       return db.inScope(scopeFor(known), (tx) => listDevices(tx));
+    },
+    _locationEvents: (_root, args: { tenantId: string; deviceId?: string | null }, context) => subscriptionEvents(context, args),
+    _locationsAfter: async (_root, args: { tenantId: string; after: DeviceSequence[]; limit: number }, { caller, db }) => {
+      const known = requireCaller(caller);
+      if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > MAX_LOCATIONS_AFTER) {
+        throw new BadUserInput('limit', `limit must be 1 to ${MAX_LOCATIONS_AFTER}`);
+      }
+      const rows = await db.inScope(scopeFor(known), (tx) => locationsAfter(tx, args.after, args.limit));
+      // RLS already hides other tenants from a member; an ADMIN asked about one tenant gets only it.
+      return rows.filter((row) => row.tenantId === args.tenantId);
+    },
+    _devicePositions: async (_root, args: { tenantId: string; deviceId?: string | null }, { caller, db }) => {
+      const known = requireCaller(caller);
+      return db.inScope(scopeFor(known), (tx) => devicePositions(tx, args.tenantId, args.deviceId));
     },
   },
   Mutation: {
@@ -110,8 +132,10 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
       subscribe: () => {
         throw new FleetError('BAD_USER_INPUT', 'Subscribe through the gateway (graphql-ws on /graphql)', { field: 'locationUpdated' });
       },
-      resolve: (_root: unknown, args: { tenantId: string; deviceId?: string | null }, context: LocationContext) =>
-        subscriptionEvent(context, args),
+      // Never reached: the gateway resolves subscription events through `_locationEvents`.
+      resolve: () => {
+        throw new FleetError('BAD_USER_INPUT', 'Subscribe through the gateway (graphql-ws on /graphql)', { field: 'locationUpdated' });
+      },
     },
   },
   Tenant: {

@@ -56,7 +56,7 @@ export async function startLocationSubgraph(options: LocationSubgraphOptions): P
       rateLimit,
       relay,
       window: options.window,
-      locationEvent: extensions.locationEvent,
+      locationEvents: extensions.locationEvents,
       loaders: loadersFor(caller, options.db),
     }),
   });

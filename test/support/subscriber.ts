@@ -9,7 +9,11 @@ export interface Collected {
   results: Array<{ data?: any; errors?: any[] }>;
   error: unknown;
   completed: boolean;
-  /** Resolves once `count` results arrived (rejects on error or after `timeoutMs`). */
+  /**
+   * Resolves once at least `count` results arrived AND nothing more arrived for a quiet period,
+   * with EVERYTHING that arrived: a duplicate or an extra after the first `count` is in the answer,
+   * so an exact assertion on it proves exactly-once (rejects on error or after `timeoutMs`).
+   */
   waitFor(count: number, timeoutMs?: number): Promise<Array<{ data?: any; errors?: any[] }>>;
   /** Resolves once what arrived satisfies `condition`. */
   until(condition: (results: Array<{ data?: any; errors?: any[] }>) => boolean, timeoutMs?: number): Promise<void>;
@@ -17,6 +21,12 @@ export interface Collected {
   ended(timeoutMs?: number): Promise<unknown>;
   unsubscribe(): void;
 }
+
+/**
+ * How long a subscription must stay silent before a test counts what it received. Longer than the
+ * gateway's slowest hand-over of an already resolved event, so a duplicate cannot slip past it.
+ */
+const QUIET_MS = 750;
 
 export interface Dashboard {
   client: Client;
@@ -53,13 +63,13 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
         results: [],
         error: undefined,
         completed: false,
-        waitFor(count, timeoutMs = 20_000) {
-          return until(() => collected.results.length >= count || collected.error !== undefined || collected.completed, timeoutMs, () =>
+        async waitFor(count, timeoutMs = 20_000) {
+          await until(() => collected.results.length >= count || collected.error !== undefined || collected.completed, timeoutMs, () =>
             `expected ${count} results, got ${collected.results.length}`,
-          ).then(() => {
-            if (collected.results.length < count) throw new Error(`subscription ended early: ${JSON.stringify(collected.error)}`);
-            return collected.results.slice(0, count);
-          });
+          );
+          if (collected.results.length < count) throw new Error(`subscription ended early: ${JSON.stringify(collected.error)}`);
+          await quiet();
+          return [...collected.results];
         },
         until(condition, timeoutMs = 20_000) {
           return until(() => condition(collected.results), timeoutMs, () => `condition not met after ${collected.results.length} results`);
@@ -70,6 +80,23 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
         unsubscribe: () => unsubscribe(),
       };
       const notify = () => waiters.splice(0).forEach((wake) => wake());
+      /** Until no result arrived for QUIET_MS: what a late duplicate would need to show up. */
+      function quiet(): Promise<void> {
+        return new Promise((resolve) => {
+          let timer = setTimeout(done, QUIET_MS);
+          const onResult = () => {
+            clearTimeout(timer);
+            timer = setTimeout(done, QUIET_MS);
+            waiters.push(onResult);
+          };
+          waiters.push(onResult);
+          function done() {
+            const index = waiters.indexOf(onResult);
+            if (index >= 0) waiters.splice(index, 1);
+            resolve();
+          }
+        });
+      }
       function until(done: () => boolean, timeoutMs: number, message: () => string): Promise<void> {
         return new Promise((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(message())), timeoutMs);

@@ -1,0 +1,70 @@
+import { CALLER_HEADER, signCaller, type Caller } from '../../lib/caller';
+import type { LocationEvent } from '../../lib/locationEvent';
+
+/**
+ * What the gateway reads of the location history for live delivery, straight from the location
+ * subgraph's internal fields (not in the API schema): where each device's sequence stands, and the
+ * locations after a given sequence. Groups fill gaps with it (a sequence jump, a Redis reconnect)
+ * so a subscriber never silently misses a location.
+ */
+export interface DeviceSequence {
+  deviceId: string;
+  sequence: number;
+}
+
+export class HistoryUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HistoryUnavailable';
+  }
+}
+
+const EVENT_FIELDS = 'id latitude longitude accuracy speed heading altitude recordedAt receivedAt sequence device { id tenant { id } }';
+
+type StoredLocation = Omit<LocationEvent, 'seq' | 'tenantId' | 'deviceId'> & { sequence: number; device: { id: string; tenant: { id: string } } };
+
+export class LocationHistory {
+  constructor(
+    private readonly url: string,
+    private readonly callerSigningSecret: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The newest accepted sequence of each device the scope covers (0 before its first location). */
+  async positions(caller: Caller, tenantId: string, deviceId?: string | null): Promise<DeviceSequence[]> {
+    const data = await this.ask<{ _devicePositions: DeviceSequence[] }>(
+      'query($t: ID!, $d: ID) { _devicePositions(tenantId: $t, deviceId: $d) { deviceId sequence } }',
+      { t: tenantId, d: deviceId ?? null },
+      caller,
+    );
+    return data._devicePositions;
+  }
+
+  /** For each position, the locations above its sequence (oldest first, at most `limit` per device). */
+  async after(caller: Caller, tenantId: string, after: readonly DeviceSequence[], limit: number): Promise<LocationEvent[]> {
+    if (after.length === 0) return [];
+    const data = await this.ask<{ _locationsAfter: StoredLocation[] }>(
+      `query($t: ID!, $a: [DeviceSequenceInput!]!, $l: Int!) { _locationsAfter(tenantId: $t, after: $a, limit: $l) { ${EVENT_FIELDS} } }`,
+      { t: tenantId, a: after, l: limit },
+      caller,
+    );
+    return data._locationsAfter.map(({ sequence, device, ...fields }) => ({ ...fields, seq: sequence, deviceId: device.id, tenantId: device.tenant.id }));
+  }
+
+  private async ask<T>(query: string, variables: Record<string, unknown>, caller: Caller): Promise<T> {
+    let body: { data?: T | null; errors?: Array<{ message: string }> };
+    try {
+      const response = await fetch(this.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [CALLER_HEADER]: signCaller(caller, this.callerSigningSecret) },
+        body: JSON.stringify({ query, variables }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      body = (await response.json()) as typeof body;
+    } catch (error) {
+      throw new HistoryUnavailable('the location history could not be read', { cause: error });
+    }
+    if (!body.data || body.errors?.length) throw new HistoryUnavailable(`the location history answered: ${body.errors?.[0]?.message ?? 'no data'}`);
+    return body.data;
+  }
+}

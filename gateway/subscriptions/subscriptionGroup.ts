@@ -1,0 +1,359 @@
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import type { Caller } from '../../lib/caller';
+import { formatFleetError } from '../../lib/errors';
+import type { LocationEvent } from '../../lib/locationEvent';
+import type { Logger } from '../../lib/logger';
+import type { EventOutcome, EventPlan } from './eventPlan';
+import type { DeviceSequence, LocationHistory } from './locationHistory';
+import type { ResolutionScheduler, ScheduledWork } from './resolutionScheduler';
+import type { SubscriberQueue } from './subscriberQueue';
+
+/**
+ * Subscribers that would see the same thing share a group: same operation, same variables, same
+ * visibility (role and tenant). A group
+ * - drops replays: it knows, per device, the last sequence it took in;
+ * - never skips: a sequence jump (a Redis message lost, a reconnect) queues a gap that is filled
+ *   from the location history before anything later is handed over;
+ * - resolves in micro-batches: the events that arrive while its previous batch is being resolved
+ *   are resolved together in ONE plan execution, and batches run one at a time, so each device's
+ *   results are handed over in acceptance order;
+ * - retries a batch that failed for a passing reason (a subgraph down or slow) with backoff, for at
+ *   most `retryBoundMs`; only then does it deliver, for what still fails, an error naming the
+ *   location, so the client can re-read it.
+ */
+export interface GroupSubscriber {
+  queue: SubscriberQueue;
+  /** Per device, the last sequence this subscriber already holds (a resume): results up to it are skipped. */
+  floor?: ReadonlyMap<string, number>;
+}
+
+export interface GroupLimits {
+  /** Events resolved together in one plan execution at most. */
+  maxBatch: number;
+  /** How long a batch that fails for a passing reason is retried before errors are delivered. */
+  retryBoundMs: number;
+  /** Locations per device a gap fill reads from the history at most. */
+  historyLimit: number;
+}
+
+export interface GroupOptions {
+  key: string;
+  tenantId: string;
+  deviceId: string | null;
+  caller: Caller;
+  variables: Record<string, unknown>;
+  plan: EventPlan;
+  history: LocationHistory;
+  scheduler: ResolutionScheduler;
+  limits: GroupLimits;
+  logger: Logger;
+  /** Called after each batch with how many events one plan execution resolved. */
+  onResolved(events: number): void;
+  /** Called whenever the number of events waiting in this group changes, with the change. */
+  onPendingChanged(delta: number): void;
+}
+
+type Pending =
+  | { kind: 'event'; event: LocationEvent }
+  /** Locations of `deviceId` after `after` and before `before` were not heard on Redis. */
+  | { kind: 'gap'; deviceId: string; after: number; before: number }
+  /** Redis was away: everything after what this group had taken in, per device, as of `taken`. */
+  | { kind: 'catchUp'; taken: Map<string, number> };
+
+/** An event to resolve, or a range the history could not give (delivered as an error in its place). */
+type BatchEntry = { event: LocationEvent } | { missing: Partial<{ deviceId: string; after: number; before: number }> };
+
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+
+export class SubscriptionGroup implements ScheduledWork {
+  readonly subscribers = new Set<GroupSubscriber>();
+  /** Per device, the highest sequence taken in (pending or done): lower ones are replays. */
+  private readonly taken = new Map<string, number>();
+  /** Per device, the highest sequence put into a batch: a gap or catch-up never repeats it. */
+  private readonly batched = new Map<string, number>();
+  private readonly pending: Pending[] = [];
+  private pendingEvents = 0;
+  /** The batch being resolved (kept across retries, so a retry resolves exactly the same events). */
+  private batch: BatchEntry[] | null = null;
+  private failingSince: number | null = null;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+  private ended = false;
+  private planned: EventPlan;
+
+  constructor(private readonly options: GroupOptions) {
+    this.planned = options.plan;
+  }
+
+  get key(): string {
+    return this.options.key;
+  }
+
+  get tenantId(): string {
+    return this.options.tenantId;
+  }
+
+  /** Events waiting in this group (queued, or in the batch being resolved). */
+  get backlog(): number {
+    return this.pendingEvents + (this.batch?.length ?? 0);
+  }
+
+  /** Where each device stood when the group started: later sequences are news, earlier ones replays. */
+  startFrom(positions: readonly DeviceSequence[]): void {
+    for (const { deviceId, sequence } of positions) {
+      this.taken.set(deviceId, sequence);
+      this.batched.set(deviceId, sequence);
+    }
+  }
+
+  /** A new plan for the same operation (the supergraph changed); the next batch uses it. */
+  replan(plan: EventPlan): void {
+    this.planned = plan;
+  }
+
+  /** Takes one event heard on Redis. Replays are dropped; a jump queues the missing range first. */
+  accept(event: LocationEvent): void {
+    if (this.ended || event.tenantId !== this.options.tenantId || event.seq === undefined) return;
+    if (this.options.deviceId && event.deviceId !== this.options.deviceId) return;
+    // A device the group never saw was registered after the group started: it starts at 0.
+    const last = this.taken.get(event.deviceId) ?? 0;
+    if (event.seq <= last) return;
+    if (event.seq > last + 1) this.enqueue({ kind: 'gap', deviceId: event.deviceId, after: last, before: event.seq });
+    this.taken.set(event.deviceId, event.seq);
+    this.enqueue({ kind: 'event', event });
+  }
+
+  /** After Redis came back: whatever was accepted meanwhile is read from the history, in order. */
+  catchUp(): void {
+    if (this.ended) return;
+    this.enqueue({ kind: 'catchUp', taken: new Map(this.taken) });
+  }
+
+  /** Ends every subscriber with `result` (then `complete`) and stops; used for shedding and reloads. */
+  endWith(result: ExecutionResult): void {
+    for (const subscriber of [...this.subscribers]) {
+      subscriber.queue.push(result);
+      subscriber.queue.end();
+    }
+    this.stop();
+  }
+
+  /** No subscriber left, or ended: drops what waits and stops resolving. */
+  stop(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.options.scheduler.cancel(this.options.tenantId, this);
+    this.options.onPendingChanged(-this.backlog);
+    this.pending.length = 0;
+    this.pendingEvents = 0;
+    this.batch = null;
+  }
+
+  private enqueue(item: Pending): void {
+    const events = this.size(item);
+    this.pending.push(item);
+    this.pendingEvents += events;
+    this.options.onPendingChanged(events);
+    this.wake();
+  }
+
+  private wake(): void {
+    if (this.scheduled || this.retryTimer || this.ended) return;
+    if (!this.pending.length && !this.batch) return;
+    this.scheduled = true;
+    this.options.scheduler.schedule(this.options.tenantId, this);
+  }
+
+  /** One attempt at one batch (ScheduledWork). Never runs twice at once: `scheduled` covers the run too. */
+  async run(): Promise<void> {
+    try {
+      await this.attemptBatch();
+    } finally {
+      this.scheduled = false;
+      if (this.pending.length) this.wake();
+    }
+  }
+
+  private async attemptBatch(): Promise<void> {
+    if (this.ended) return;
+    if (!this.batch) {
+      const items = this.takeItems();
+      let entries: BatchEntry[];
+      try {
+        entries = await this.expand(items, true);
+      } catch (error) {
+        if (this.ended) return;
+        if (this.retryLater(error)) {
+          this.putBack(items);
+          return;
+        }
+        // The history stayed unreadable past the bound: say what is missing instead of waiting on.
+        entries = await this.expand(items, false);
+      }
+      if (this.ended) return;
+      this.batch = entries;
+      this.options.onPendingChanged(entries.length);
+    }
+    const batch = this.batch;
+    const events = batch.flatMap((entry) => ('event' in entry ? [entry.event] : []));
+    const outcomes = events.length ? await this.planned.resolve(events, this.options.caller, this.options.variables) : [];
+    if (this.ended) return;
+    if (outcomes.some((o) => o.transient) && this.retryLater(null)) return;
+    if (events.length) this.options.onResolved(events.length);
+    this.handOver(batch, outcomes);
+    this.batch = null;
+    this.options.onPendingChanged(-batch.length);
+    this.failingSince = null;
+    this.attempt = 0;
+  }
+
+  /** Up to `maxBatch` events' worth of pending items, in order. */
+  private takeItems(): Pending[] {
+    const items: Pending[] = [];
+    let events = 0;
+    while (this.pending.length && (items.length === 0 || events < this.options.limits.maxBatch)) {
+      const item = this.pending.shift() as Pending;
+      items.push(item);
+      events += this.size(item);
+    }
+    this.pendingEvents -= events;
+    // Out of the queue; what the batch holds is counted once the items are expanded.
+    this.options.onPendingChanged(-events);
+    return items;
+  }
+
+  /** What an item weighs against the pending bound: a gap as many events as it can bring. */
+  private size(item: Pending): number {
+    return item.kind === 'gap' ? Math.min(item.before - item.after - 1, this.options.limits.historyLimit) : 1;
+  }
+
+  private putBack(items: Pending[]): void {
+    const events = items.reduce((sum, item) => sum + this.size(item), 0);
+    this.pending.unshift(...items);
+    this.pendingEvents += events;
+    this.options.onPendingChanged(events);
+  }
+
+  /**
+   * Items → what the batch delivers, in order: gaps and catch-ups read from the history (or, when
+   * `useHistory` is false, reported as missing), nothing twice.
+   */
+  private async expand(items: Pending[], useHistory: boolean): Promise<BatchEntry[]> {
+    const { history, caller, tenantId, deviceId, limits } = this.options;
+    const gaps = items.filter((item): item is Extract<Pending, { kind: 'gap' }> => item.kind === 'gap');
+    const filled = new Map<string, LocationEvent[]>();
+    if (gaps.length && useHistory) {
+      const read = await history.after(caller, tenantId, gaps.map((g) => ({ deviceId: g.deviceId, sequence: g.after })), limits.historyLimit);
+      for (const event of read) filled.set(event.deviceId, [...(filled.get(event.deviceId) ?? []), event]);
+    }
+    const entries: BatchEntry[] = [];
+    const add = (event: LocationEvent) => {
+      if (event.seq === undefined || event.seq <= (this.batched.get(event.deviceId) ?? 0)) return;
+      this.batched.set(event.deviceId, event.seq);
+      if (event.seq > (this.taken.get(event.deviceId) ?? 0)) this.taken.set(event.deviceId, event.seq);
+      entries.push({ event });
+    };
+    for (const item of items) {
+      if (item.kind === 'event') add(item.event);
+      else if (!useHistory) entries.push({ missing: item.kind === 'gap' ? { deviceId: item.deviceId, after: item.after, before: item.before } : {} });
+      else if (item.kind === 'gap') {
+        for (const event of filled.get(item.deviceId) ?? []) if ((event.seq as number) < item.before) add(event);
+      } else {
+        const now = await history.positions(caller, tenantId, deviceId);
+        const behind = now
+          .filter((p) => p.sequence > (item.taken.get(p.deviceId) ?? 0))
+          .map((p) => ({ deviceId: p.deviceId, sequence: item.taken.get(p.deviceId) ?? 0 }));
+        for (const event of await history.after(caller, tenantId, behind, limits.historyLimit)) add(event);
+      }
+    }
+    return entries;
+  }
+
+  /**
+   * A passing failure: schedule another attempt with backoff and answer true, or answer false when
+   * the retry bound is spent (then the caller delivers what there is, errors included).
+   */
+  private retryLater(error: unknown): boolean {
+    const now = Date.now();
+    this.failingSince ??= now;
+    if (now - this.failingSince >= this.options.limits.retryBoundMs) return false;
+    this.attempt += 1;
+    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (this.attempt - 1));
+    const delay = Math.min(backoff / 2 + Math.random() * (backoff / 2), this.failingSince + this.options.limits.retryBoundMs - now);
+    if (this.attempt === 1 || this.attempt % 10 === 0) {
+      this.options.logger.warn({ err: error ?? undefined, attempt: this.attempt, group: this.options.key }, 'resolving location events failed; retrying');
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.wake();
+    }, delay);
+    // `run` must not wake the group before the timer: the batch waits for it.
+    return true;
+  }
+
+  private handOver(batch: BatchEntry[], outcomes: EventOutcome[]): void {
+    let next = 0;
+    for (const entry of batch) {
+      if (!('event' in entry)) {
+        this.pushToAll(this.missing(entry.missing), null);
+        continue;
+      }
+      const outcome = outcomes[next++] as EventOutcome;
+      this.pushToAll(outcome.transient ? this.gaveUp(entry.event) : this.masked(outcome.result), entry.event);
+    }
+  }
+
+  private pushToAll(result: ExecutionResult, event: LocationEvent | null): void {
+    for (const subscriber of this.subscribers) {
+      const floor = event ? subscriber.floor?.get(event.deviceId) : undefined;
+      if (event && floor !== undefined && (event.seq as number) <= floor) continue;
+      subscriber.queue.push(result);
+    }
+  }
+
+  /** The history could not be read within the bound: say which range is missing. */
+  private missing(range: Partial<{ deviceId: string; after: number; before: number }>): ExecutionResult {
+    this.options.logger.error({ group: this.options.key, ...range }, 'gave up filling a gap from the history');
+    const what = range.deviceId
+      ? `Locations of device ${range.deviceId} after sequence ${range.after} and before ${range.before}`
+      : 'Locations accepted while the live feed was interrupted';
+    return {
+      data: null,
+      errors: [
+        new GraphQLError(`${what} could not be read; read them with device(id).locations`, {
+          path: [this.planned.responseKey],
+          extensions: { code: 'INTERNAL_SERVER_ERROR', ...(range.deviceId ? { deviceId: range.deviceId, afterSequence: range.after, beforeSequence: range.before } : {}) },
+        }),
+      ],
+    };
+  }
+
+  /** The retry bound is spent: say which location is missing so the client can re-read it. */
+  private gaveUp(event: LocationEvent): ExecutionResult {
+    this.options.logger.error({ locationId: event.id, deviceId: event.deviceId, seq: event.seq }, 'gave up resolving a location event');
+    return {
+      data: null,
+      errors: [
+        new GraphQLError(
+          `Location ${event.id} (device ${event.deviceId}, sequence ${event.seq}) could not be resolved; read it with device(id).locations`,
+          { path: [this.planned.responseKey], extensions: { code: 'INTERNAL_SERVER_ERROR', locationId: event.id, deviceId: event.deviceId, sequence: event.seq } },
+        ),
+      ],
+    };
+  }
+
+  /** The same masking as HTTP responses, as GraphQLErrors (graphql-ws serializes with toJSON). */
+  private masked(result: ExecutionResult): ExecutionResult {
+    if (!result.errors?.length) return result;
+    return {
+      ...result,
+      errors: result.errors.map((error) => {
+        const formatted = formatFleetError(error.toJSON(), (internal) => this.options.logger.error({ error: internal }, 'subgraph error in a subscription event'));
+        return new GraphQLError(formatted.message, { path: formatted.path, extensions: formatted.extensions });
+      }),
+    };
+  }
+}
