@@ -8,6 +8,7 @@ import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
 import type { RunningSubgraph } from '../../lib/subgraph';
+import type { LiveWorkLimits } from '../../gateway/subscriptions/locationSubscriptions';
 import { UserPool } from '../../lib/userPool';
 import { startAuthSubgraph } from '../../subgraphs/auth/server';
 import { startLocationSubgraph } from '../../subgraphs/location/server';
@@ -28,7 +29,16 @@ export interface TestStackOptions {
   bridge?: boolean;
   redisUrl?: string;
   callerRecheckMs?: number;
+  /** The gateway's identity cache lifetime (CallerDirectory), ms. */
+  identityCacheTtlMs?: number;
+  /** The gateway's live-work bounds (retry bound, pending per tenant, …). */
+  live?: Partial<LiveWorkLimits>;
+  subgraphTimeoutMs?: number;
+  /** Rewrites a subgraph's URL in the supergraph, e.g. to put a fault-injecting proxy in front. */
+  route?: (subgraph: SubgraphName, url: string) => string | Promise<string>;
 }
+
+export type SubgraphName = 'auth' | 'tenant' | 'location';
 
 export interface TestStack {
   gatewayUrl: string;
@@ -45,6 +55,9 @@ export interface TestStack {
   kafkaBrokers: string[];
   gateway: RunningGateway;
   bridge: Bridge | null;
+  /** Stops a subgraph (in-flight requests drain); `startSubgraph` brings it back on the same port. */
+  stopSubgraph(name: SubgraphName): Promise<void>;
+  startSubgraph(name: SubgraphName): Promise<void>;
   startBridge(groupId?: string): Promise<Bridge>;
   stop(): Promise<void>;
 }
@@ -85,24 +98,40 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     stops.unshift(() => value.stop());
     return value;
   };
-  const common = { port: 0, callerSigningSecret, db, logger };
-  const auth: RunningSubgraph = await started(startAuthSubgraph({ ...common, userPool, admin }));
-  const tenant: RunningSubgraph = await started(startTenantSubgraph({ ...common, userPool, redis, redisPrefix }));
-  const location: RunningSubgraph = await started(
-    startLocationSubgraph({
-      ...common,
-      databaseUrl: database.appUrl,
-      redis,
-      redisPrefix,
-      producer,
-      topic,
-      minIntervalMs: options.minIntervalMs ?? 0,
-      window: { maxFutureMs: 5 * 60_000, maxAgeMs: 7 * 24 * 3_600_000 },
-    }),
-  );
+  const common = { callerSigningSecret, db, logger };
+  const starters: Record<SubgraphName, (port: number) => Promise<RunningSubgraph>> = {
+    auth: (port) => startAuthSubgraph({ ...common, port, userPool, admin }),
+    tenant: (port) => startTenantSubgraph({ ...common, port, userPool, redis, redisPrefix }),
+    location: (port) =>
+      startLocationSubgraph({
+        ...common,
+        port,
+        databaseUrl: database.appUrl,
+        redis,
+        redisPrefix,
+        producer,
+        topic,
+        minIntervalMs: options.minIntervalMs ?? 0,
+        window: { maxFutureMs: 5 * 60_000, maxAgeMs: 7 * 24 * 3_600_000 },
+      }),
+  };
+  const running = {} as Record<SubgraphName, RunningSubgraph | null>;
+  const ports = {} as Record<SubgraphName, number>;
+  const urls = {} as Record<SubgraphName, string>;
+  for (const name of ['auth', 'tenant', 'location'] as const) {
+    const subgraph = await starters[name](0);
+    running[name] = subgraph;
+    ports[name] = subgraph.port;
+    urls[name] = subgraph.url;
+    stops.unshift(async () => {
+      await running[name]?.stop();
+      running[name] = null;
+    });
+  }
+  const route = options.route ?? ((_name, url) => url);
   const supergraphSdl = composeSupergraph({
     configPath: SUPERGRAPH_CONFIG,
-    routingUrls: { auth: auth.url, tenant: tenant.url, location: location.url },
+    routingUrls: { auth: await route('auth', urls.auth), tenant: await route('tenant', urls.tenant), location: await route('location', urls.location) },
   });
   const verifier = new TokenVerifier({ region: cognito.region, userPoolId: cognito.userPoolId, clientId: cognito.clientId, issuer: cognito.issuer });
   const gateway = await started(
@@ -110,12 +139,14 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       port: 0,
       supergraphSdl,
       callerSigningSecret,
-      identity: new CallerDirectory(verifier, db),
+      identity: new CallerDirectory(verifier, db, { cacheTtlMs: options.identityCacheTtlMs ?? 5_000 }),
       db,
       redisUrl,
       redisPrefix,
       limits: { perConnection: 100, perTenant: 10_000, queueCapacity: 1_000, ...options.limits },
       callerRecheckMs: options.callerRecheckMs,
+      live: options.live,
+      subgraphTimeoutMs: options.subgraphTimeoutMs,
       logger,
     }),
   );
@@ -146,7 +177,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   return {
     gatewayUrl: gateway.url,
     wsUrl: gateway.url.replace(/^http/, 'ws'),
-    subgraphUrls: { auth: auth.url, tenant: tenant.url, location: location.url },
+    subgraphUrls: urls,
     admin,
     callerSigningSecret,
     database,
@@ -158,6 +189,13 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     kafkaBrokers,
     gateway,
     bridge,
+    stopSubgraph: async (name) => {
+      await running[name]?.stop();
+      running[name] = null;
+    },
+    startSubgraph: async (name) => {
+      running[name] ??= await starters[name](ports[name]);
+    },
     startBridge: async (groupId) => {
       const started = await bridgeFor(groupId);
       stops.unshift(() => started.stop());
