@@ -1,12 +1,11 @@
 import 'dotenv/config';
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
 import { startGateway } from './server';
-import { SUPERGRAPH_CONFIG, composeSupergraph } from './supergraph';
+import { SUPERGRAPH_CONFIG, composedSupergraph, fileSupergraph } from './supergraph';
 
 const config = loadConfig(
   commonEnv
@@ -27,13 +26,25 @@ const config = loadConfig(
       SUBSCRIPTIONS_PER_TENANT: nonNegativeInt(10_000),
       SUBSCRIBER_QUEUE_CAPACITY: nonNegativeInt(1_000),
       SOCKET_CALLER_RECHECK_MS: nonNegativeInt(60_000),
+      /** How often the supergraph's files are checked for a change (0: only on SIGHUP). */
+      SUPERGRAPH_POLL_MS: nonNegativeInt(2_000),
+      /** How long a user's role and tenant are reused before the database is read again. */
+      CALLER_CACHE_TTL_MS: nonNegativeInt(5_000),
+      /** Longest wait for one subgraph fetch. */
+      SUBGRAPH_TIMEOUT_MS: nonNegativeInt(10_000),
+      /** How long a failing event resolution is retried before the subscriber gets an error naming the location. */
+      EVENT_RETRY_MS: nonNegativeInt(30_000),
+      /** Events waiting for resolution per tenant before its largest backlog is shed (RATE_LIMITED). */
+      PENDING_EVENTS_PER_TENANT: nonNegativeInt(10_000),
+      /** How far back a resume (or a gap fill) reaches: locations per device. */
+      RESUME_MAX_LOCATIONS: z.coerce.number().int().min(1).max(10_000).default(1_000),
     }),
 );
 
 runService('gateway', config.LOG_LEVEL, async (logger) => {
-  const supergraphSdl = config.SUPERGRAPH_PATH
-    ? readFileSync(config.SUPERGRAPH_PATH, 'utf8')
-    : composeSupergraph({
+  const supergraph = config.SUPERGRAPH_PATH
+    ? fileSupergraph(config.SUPERGRAPH_PATH)
+    : composedSupergraph({
         configPath: SUPERGRAPH_CONFIG,
         routingUrls: { auth: config.AUTH_URL, tenant: config.TENANT_URL, location: config.LOCATION_URL },
       });
@@ -47,9 +58,16 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
   await verifier.warm().catch((error: unknown) => logger.warn({ err: error }, 'JWKS not loaded yet; will load on the first token'));
   const gateway = await startGateway({
     port: config.GATEWAY_PORT,
-    supergraphSdl,
+    supergraph,
+    supergraphPollMs: config.SUPERGRAPH_POLL_MS,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,
-    identity: new CallerDirectory(verifier, db),
+    identity: new CallerDirectory(verifier, db, { cacheTtlMs: config.CALLER_CACHE_TTL_MS }),
+    subgraphTimeoutMs: config.SUBGRAPH_TIMEOUT_MS,
+    live: {
+      retryBoundMs: config.EVENT_RETRY_MS,
+      pendingPerTenant: config.PENDING_EVENTS_PER_TENANT,
+      historyLimit: config.RESUME_MAX_LOCATIONS,
+    },
     db,
     redisUrl: config.REDIS_URL,
     redisPrefix: config.REDIS_PREFIX,
@@ -61,6 +79,8 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
     },
     logger,
   });
+  // SIGHUP: read the supergraph again now (operators, deploy scripts).
+  process.on('SIGHUP', () => void gateway.reloadSupergraph());
   return async () => {
     await gateway.stop();
     await db.close();

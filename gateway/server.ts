@@ -1,7 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApolloGateway, type ServiceMap } from '@apollo/gateway';
-import { Supergraph } from '@apollo/federation-internals';
+import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
@@ -16,7 +15,8 @@ import type { Logger } from '../lib/logger';
 import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
 import { isPublicOnly } from './publicOperations';
 import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
-import { createEventPlanner } from './subscriptions/eventPlan';
+import { watchSupergraph, type SupergraphSource } from './supergraph';
+import { buildSupergraphRuntime, type SupergraphRuntime } from './supergraphRuntime';
 import { LocationFeed } from './subscriptions/locationFeed';
 import { LocationHistory } from './subscriptions/locationHistory';
 import {
@@ -29,7 +29,10 @@ import { startWebSocketServer } from './webSocket';
 
 export interface GatewayOptions {
   port: number;
-  supergraphSdl: string;
+  /** Where the supergraph comes from; it is read at start and again on every reload. */
+  supergraph: SupergraphSource;
+  /** Poll the source's files for changes every this many ms (0: reload only on `reloadSupergraph`). */
+  supergraphPollMs?: number;
   callerSigningSecret: string;
   identity: CallerDirectory;
   db: Database;
@@ -49,28 +52,31 @@ export interface RunningGateway {
   url: string;
   port: number;
   subscriptions: LocationSubscriptions;
+  /** Reads the supergraph source again; a supergraph that does not build is refused (false). */
+  reloadSupergraph(): Promise<boolean>;
+  /** Finishes in-flight deliveries, closes every socket with 1012, then stops. */
   stop(): Promise<void>;
 }
 
+/** How long a stopping gateway waits for in-flight deliveries before closing sockets anyway. */
+const DRAIN_MS = 5_000;
+
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const { logger } = options;
-  const supergraph = Supergraph.build(options.supergraphSdl);
-  const apiSchema = supergraph.apiSchema().toGraphQLJSSchema();
   const subgraphTimeoutMs = options.subgraphTimeoutMs ?? 10_000;
-  const fetchers = new Map<string, SubgraphFetcher>();
-  for (const subgraph of supergraph.subgraphs()) {
-    fetchers.set(subgraph.name, new SubgraphFetcher(subgraph.url, options.callerSigningSecret, subgraphTimeoutMs));
-  }
-  const locationUrl = supergraph.subgraphs().get('location')?.url;
-  if (!locationUrl) throw new Error('the supergraph has no location subgraph');
-  const serviceMap: ServiceMap = Object.fromEntries(fetchers);
+  const runtimeOptions = { callerSigningSecret: options.callerSigningSecret, subgraphTimeoutMs, logger: logger.child({ component: 'subscription-plan' }) };
+  let runtime: SupergraphRuntime = buildSupergraphRuntime(options.supergraph.load(), runtimeOptions);
+  let updateGateway: ((sdl: string) => void) | undefined;
 
   const gateway = new ApolloGateway({
-    supergraphSdl: options.supergraphSdl,
-    buildService: ({ name }) => {
-      const fetcher = fetchers.get(name);
-      if (!fetcher) throw new Error(`the supergraph names an unknown subgraph ${name}`);
-      return fetcher;
+    // A function, so the gateway can be handed a new supergraph without a restart (see reload).
+    supergraphSdl: async ({ update }) => {
+      updateGateway = update;
+      return { supergraphSdl: runtime.sdl };
+    },
+    buildService: ({ url }) => {
+      if (!url) throw new Error('a subgraph of the supergraph has no routing URL');
+      return new SubgraphFetcher(url, options.callerSigningSecret, subgraphTimeoutMs);
     },
     logger,
   });
@@ -124,11 +130,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Cached roles and tenants follow membership announcements; a reconnect may have missed some.
   const stopForgetting = feed.onMembershipChanged((userId) => options.identity.forget(userId));
   const stopForgettingAll = feed.onResubscribed(() => options.identity.forgetAll());
-  const planner = createEventPlanner({ supergraph, serviceMap, logger: logger.child({ component: 'subscription-plan' }) });
+  const history = new LocationHistory(runtime.locationUrl, options.callerSigningSecret, subgraphTimeoutMs);
   const subscriptions = new LocationSubscriptions(
     feed,
-    planner,
-    new LocationHistory(locationUrl, options.callerSigningSecret, subgraphTimeoutMs),
+    runtime.planner,
+    history,
     (query, variables, caller) => executeAs(query, undefined, variables, caller),
     options.limits,
     { ...DEFAULT_LIVE_LIMITS, ...options.live },
@@ -137,8 +143,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const webSocket = startWebSocketServer({
     httpServer,
     path: '/graphql',
-    apiSchema,
+    apiSchema: () => runtime.apiSchema,
     identity: options.identity,
+    queueCapacity: options.limits.queueCapacity,
     subscriptions,
     onMembershipChanged: (listener) => feed.onMembershipChanged(listener),
     callerRecheckMs: options.callerRecheckMs ?? 60_000,
@@ -198,13 +205,46 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const url = `http://127.0.0.1:${port}/graphql`;
   logger.info({ url }, 'gateway listening');
 
+  /**
+   * A new supergraph without a restart: queries plan against it at once (ApolloGateway's update),
+   * open subscription groups are planned again (those whose operation no longer validates end
+   * with an error and `complete`), sockets stay open. One that does not build is refused.
+   */
+  let reloading = Promise.resolve(true);
+  const reloadSupergraph = (): Promise<boolean> => {
+    reloading = reloading.then(async () => {
+      let next: SupergraphRuntime;
+      try {
+        const sdl = options.supergraph.load();
+        if (sdl === runtime.sdl) return true;
+        next = buildSupergraphRuntime(sdl, runtimeOptions);
+        updateGateway?.(sdl);
+      } catch (error) {
+        logger.error({ err: error }, 'refused a new supergraph; keeping the current one');
+        return false;
+      }
+      runtime = next;
+      history.moveTo(next.locationUrl);
+      subscriptions.replan(next.planner, next.apiSchema);
+      logger.info({ groups: subscriptions.groupCount }, 'supergraph reloaded');
+      return true;
+    });
+    return reloading;
+  };
+  const stopWatching = options.supergraphPollMs ? watchSupergraph(options.supergraph, () => void reloadSupergraph(), options.supergraphPollMs) : () => undefined;
+
   return {
     url,
     port,
     subscriptions,
+    reloadSupergraph,
     stop: async () => {
+      stopWatching();
       stopForgetting();
       stopForgettingAll();
+      // Drain: no new events, what is being resolved is handed over, then clients go elsewhere.
+      await subscriptions.drain(DRAIN_MS);
+      webSocket.closeAll();
       subscriptions.close();
       await webSocket.close();
       await server.stop();

@@ -17,27 +17,28 @@ import { BadUserInput, FleetError, Unauthenticated } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
 import type { LocationSubscriptions, LocationUpdatedArgs, SubscriberConnection } from './subscriptions/locationSubscriptions';
-import type { SubscriberQueue } from './subscriptions/subscriberQueue';
+import type { SubscriberStream } from './subscriptions/subscriberStream';
 
 /**
  * graphql-ws on the gateway's `/graphql` path (subprotocol `graphql-transport-ws`).
  *
  * The token travels in `connection_init` (`{ authorization: "Bearer <idToken>" }`); a missing or
  * bad one closes the socket with 4401, and the socket is closed with 4401 when the token expires,
- * so clients reconnect with a fresh one. Subscriptions are validated against the supergraph's API
- * schema and served by LocationSubscriptions; queries and mutations sent over the socket run
- * through the same executor as HTTP.
+ * unless the client hands a fresh token of the same user in a `ping` (`{ type: "ping", payload:
+ * { authorization: "Bearer <idToken>" } }`), which moves the expiry without touching any
+ * subscription. Subscriptions are validated against the supergraph's API schema and served by
+ * LocationSubscriptions; queries and mutations sent over the socket run through the same executor
+ * as HTTP.
  */
 export const CLOSE_UNAUTHORIZED = 4401;
-/** The caller's tenant changed while connected: what the socket was authorized for no longer holds. */
-export const CLOSE_MEMBERSHIP_CHANGED = 4403;
-/** RFC 6455 "Try Again Later": the client stopped reading and its backlog hit the bound. */
-export const CLOSE_TOO_SLOW = 1013;
+/** The caller's tenant changed while connected (or a refresh named another user): reconnect. */
+export const CLOSE_FORBIDDEN = 4403;
+/** RFC 6455 "Try Again Later": the client stopped reading, or its caller could not be established now. */
+export const CLOSE_TRY_AGAIN = 1013;
+/** RFC 6455 "Service Restart": the gateway is going away; reconnect (to another replica) and resume. */
+export const CLOSE_SERVICE_RESTART = 1012;
 /** How long a dropped slow client has to read up to the close frame before its socket is cut. */
 const SLOW_CLOSE_GRACE_MS = 5_000;
-
-/** RFC 6455 "Try Again Later" too: the caller could not be established for a reason that is not the token's. */
-export const CLOSE_TRY_AGAIN = 1013;
 
 interface ConnectionState extends SubscriberConnection {
   token: string;
@@ -50,7 +51,8 @@ type Extra = { socket: WebSocket; state?: ConnectionState };
 export interface WebSocketOptions {
   httpServer: HttpServer;
   path: string;
-  apiSchema: GraphQLSchema;
+  /** The current API schema (it changes when the supergraph is reloaded). */
+  apiSchema(): GraphQLSchema;
   identity: CallerDirectory;
   subscriptions: LocationSubscriptions;
   /**
@@ -58,16 +60,13 @@ export interface WebSocketOptions {
    * announcement was missed still closes the socket within this time (plus the identity cache's).
    */
   callerRecheckMs: number;
+  /** Results waiting to be written to one connection before it is dropped as too slow. */
+  queueCapacity: number;
   /** Calls back with a user id whenever an ADMIN moved that user to another tenant. */
   onMembershipChanged(listener: (userId: string) => void): () => void;
   /** Runs a query or mutation as the caller through the gateway (same path as HTTP). */
   executeOperation(document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>, caller: Caller): Promise<ExecutionResult>;
   logger: Logger;
-}
-
-/** The same role and tenant: what the connection was authorized for still holds. */
-function sameStanding(a: Caller, b: Caller): boolean {
-  return a.userId === b.userId && a.role === b.role && a.tenantId === b.tenantId;
 }
 
 function asErrors(error: unknown): GraphQLError[] {
@@ -79,16 +78,25 @@ function inputErrors(errors: readonly GraphQLError[]): GraphQLError[] {
   return errors.map((e) => new FleetError('BAD_USER_INPUT', e.message, { field: 'query' }));
 }
 
+/** The same role and tenant: what the connection was authorized for still holds. */
+function sameStanding(a: Caller, b: Caller): boolean {
+  return a.userId === b.userId && a.role === b.role && a.tenantId === b.tenantId;
+}
+
+/** Closes with 1013 and cuts the socket if its reader does not even take the close frame. */
+function dropAsSlow(socket: WebSocket): void {
+  socket.close(CLOSE_TRY_AGAIN, 'Subscriber too slow: reconnect and resume');
+  // A client that never reads would hold its buffers until ws' 30 s close timeout.
+  setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+}
+
 export function startWebSocketServer(options: WebSocketOptions) {
   const { logger } = options;
   const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path });
-  const subscriptionType = options.apiSchema.getSubscriptionType();
-  const locationUpdated = subscriptionType?.getFields().locationUpdated;
-  if (!locationUpdated) throw new Error('the supergraph has no Subscription.locationUpdated');
 
   const socketsByUser = new Map<string, Set<WebSocket>>();
   const stopWatchingMemberships = options.onMembershipChanged((userId) => {
-    for (const socket of socketsByUser.get(userId) ?? []) socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
+    for (const socket of socketsByUser.get(userId) ?? []) socket.close(CLOSE_FORBIDDEN, 'Tenant membership changed: reconnect');
   });
 
   /**
@@ -101,7 +109,7 @@ export function startWebSocketServer(options: WebSocketOptions) {
     try {
       const { caller } = await options.identity.callerFor(state.token);
       if (sameStanding(caller, state.caller)) return true;
-      socket.close(CLOSE_MEMBERSHIP_CHANGED, 'Tenant membership changed: reconnect');
+      socket.close(CLOSE_FORBIDDEN, 'Tenant membership changed: reconnect');
       return false;
     } catch (error) {
       if (error instanceof Unauthenticated) {
@@ -113,9 +121,47 @@ export function startWebSocketServer(options: WebSocketOptions) {
     }
   };
 
+  const expireAt = (socket: WebSocket, state: ConnectionState, expiresAt: number) => {
+    clearTimeout(state.expiry);
+    state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+  };
+
+  /**
+   * A fresh token for the same user, handed over in a ping: verified in full, then it replaces the
+   * socket's token and moves its expiry. The pong says until when (`expiresAt`), or why not.
+   */
+  const refresh = async (socket: WebSocket, state: ConnectionState, payload: Record<string, unknown>): Promise<void> => {
+    const token = bearerToken(payload.authorization ?? payload.Authorization);
+    delete payload.authorization;
+    delete payload.Authorization;
+    if (!token) {
+      socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized: the refresh token is not "Bearer <idToken>"');
+      return;
+    }
+    try {
+      const { caller, expiresAt } = await options.identity.callerFor(token);
+      if (caller.userId !== state.caller.userId || !sameStanding(caller, state.caller)) {
+        socket.close(CLOSE_FORBIDDEN, caller.userId !== state.caller.userId ? 'The token belongs to another user' : 'Tenant membership changed: reconnect');
+        return;
+      }
+      state.token = token;
+      expireAt(socket, state, expiresAt);
+      payload.expiresAt = new Date(expiresAt).toISOString();
+    } catch (error) {
+      if (error instanceof Unauthenticated) {
+        socket.close(CLOSE_UNAUTHORIZED, 'Unauthorized');
+        return;
+      }
+      // Keep the socket and the old token; the client may try again.
+      logger.warn({ err: error }, 'could not verify a refreshed token');
+      payload.error = 'TRY_AGAIN';
+      payload.retryAfterMs = error instanceof IdentityUnavailable ? error.retryAfterMs : 1000;
+    }
+  };
+
   const cleanup = useServer<Record<string, unknown> | undefined, Extra>(
     {
-      schema: options.apiSchema,
+      schema: () => options.apiSchema(),
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         const token = bearerToken(params.authorization ?? params.Authorization);
@@ -138,19 +184,29 @@ export function startWebSocketServer(options: WebSocketOptions) {
           return false;
         }
         const { caller, expiresAt } = established;
+        // Results beyond what the socket could take: a reader that keeps up brings this back to 0.
+        let backlog = 0;
         // The socket is bound to this caller: every subscription on it is authorized for it, and
         // any later read that disagrees closes the socket (4403), whatever else was sent on it.
         const state: ConnectionState = {
           caller,
           token,
           open: 0,
-          dropAsSlow: () => {
-            socket.close(CLOSE_TOO_SLOW, 'Subscriber too slow: reconnect and re-read lastLocation');
-            // A client that never reads would hold its buffers until ws' 30 s close timeout.
-            setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+          sink: {
+            send: (frame) => {
+              if (socket.readyState !== socket.OPEN) return;
+              backlog = socket.bufferedAmount > 0 ? backlog + 1 : 0;
+              if (backlog > options.queueCapacity) {
+                options.subscriptions.noteSlowConnection();
+                logger.warn({ userId: caller.userId, capacity: options.queueCapacity }, 'dropped a connection that stopped reading');
+                dropAsSlow(socket);
+                return;
+              }
+              socket.send(frame);
+            },
           },
         };
-        state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+        expireAt(socket, state, expiresAt);
         state.recheck = setInterval(() => void stillAuthorized(socket, state), options.callerRecheckMs);
         state.recheck.unref();
         ctx.extra.state = state;
@@ -158,6 +214,10 @@ export function startWebSocketServer(options: WebSocketOptions) {
         sockets.add(socket);
         socketsByUser.set(caller.userId, sockets);
         return true;
+      },
+      onPing: async (ctx, payload) => {
+        const state = ctx.extra.state;
+        if (state && payload && ('authorization' in payload || 'Authorization' in payload)) await refresh(ctx.extra.socket, state, payload);
       },
       onClose: (ctx) => {
         const state = ctx.extra.state;
@@ -168,51 +228,54 @@ export function startWebSocketServer(options: WebSocketOptions) {
         sockets?.delete(ctx.extra.socket);
         if (sockets?.size === 0) socketsByUser.delete(state.caller.userId);
       },
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const state = ctx.extra.state;
         if (!state) return [new Unauthenticated()];
         // Role and tenant are read again for every operation: the records, not the moment the
         // socket opened, decide; a caller who no longer matches the socket loses the socket.
         if (!(await stillAuthorized(ctx.extra.socket, state))) return [new Unauthenticated('The connection is closing')];
+        const schema = options.apiSchema();
         let document: DocumentNode;
         try {
           document = parse(payload.query);
         } catch (error) {
           return inputErrors([error as GraphQLError]);
         }
-        const validationErrors = validate(options.apiSchema, document);
+        const validationErrors = validate(schema, document);
         if (validationErrors.length) return inputErrors(validationErrors);
         const operationName = payload.operationName ?? undefined;
         const operation = getOperationAST(document, operationName);
         if (!operation) return [new BadUserInput('operationName', 'operationName does not name an operation of the document')];
-        const coerced = getVariableValues(options.apiSchema, operation.variableDefinitions ?? [], payload.variables ?? {});
+        const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
         if (coerced.errors) return inputErrors(coerced.errors);
         const variables = coerced.coerced;
-        const args: ExecutionArgs = { schema: options.apiSchema, document, operationName, variableValues: variables };
+        const args: ExecutionArgs = { schema, document, operationName, variableValues: variables };
 
         if (operation.operation !== 'subscription') {
           return { ...args, contextValue: { run: () => options.executeOperation(document, operationName, payload.variables ?? {}, state.caller) } };
         }
         // Validation guarantees a subscription has exactly one root field, and the API has one.
+        const locationUpdated = schema.getSubscriptionType()?.getFields().locationUpdated;
         const field = operation.selectionSet.selections[0];
-        if (field?.kind !== 'Field') return [new BadUserInput('query', 'a subscription selects locationUpdated')];
+        if (!locationUpdated || field?.kind !== 'Field') return [new BadUserInput('query', 'a subscription selects locationUpdated')];
         const fieldArgs = getArgumentValues(locationUpdated, field, variables) as unknown as LocationUpdatedArgs;
         try {
-          const queue = await options.subscriptions.subscribe({
+          const stream = await options.subscriptions.subscribe({
             connection: state,
+            id,
             document,
             operationName,
             variables: payload.variables ?? {},
             args: fieldArgs,
           });
-          return { ...args, contextValue: { queue } };
+          return { ...args, contextValue: { stream } };
         } catch (error) {
           if (!(error instanceof GraphQLError)) logger.error({ err: error }, 'subscribe failed');
           return asErrors(error);
         }
       },
       execute: (args) => (args.contextValue as { run: () => Promise<ExecutionResult> }).run(),
-      subscribe: (args) => (args.contextValue as { queue: SubscriberQueue }).queue,
+      subscribe: (args) => (args.contextValue as { stream: SubscriberStream }).stream,
     },
     wsServer,
   );
@@ -220,6 +283,13 @@ export function startWebSocketServer(options: WebSocketOptions) {
   return {
     get connections(): number {
       return wsServer.clients.size;
+    },
+    /**
+     * Tells every client to reconnect elsewhere (1012, Service Restart), after what was already
+     * handed to their sockets: ws flushes queued frames before the close frame.
+     */
+    closeAll(code = CLOSE_SERVICE_RESTART, reason = 'Gateway restarting: reconnect and resume'): void {
+      for (const socket of wsServer.clients) socket.close(code, reason);
     },
     async close(): Promise<void> {
       stopWatchingMemberships();

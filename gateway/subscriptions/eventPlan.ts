@@ -6,6 +6,7 @@ import {
   GraphQLError,
   Kind,
   getOperationAST,
+  print,
   visit,
   type DocumentNode,
   type ExecutionResult,
@@ -34,6 +35,13 @@ import type { GatewayContext } from '../subgraphFetcher';
 export interface EventPlan {
   /** The subscription's response key (its alias, or `locationUpdated`). */
   readonly responseKey: string;
+  /**
+   * What decides the events and their shape: the printed batch query. Two subscriptions with the
+   * same signature and the same values for `variableNames` see the same results (resume
+   * positions are not part of it).
+   */
+  readonly signature: string;
+  readonly variableNames: ReadonlySet<string>;
   /** One outcome per event, in the same order. Never throws: failures become outcomes. */
   resolve(events: readonly LocationEvent[], caller: Caller, variables: Record<string, unknown>): Promise<EventOutcome[]>;
 }
@@ -73,6 +81,8 @@ export function createEventPlanner(options: { supergraph: Supergraph; serviceMap
 
 class PlannedEvents implements EventPlan {
   readonly responseKey: string;
+  readonly signature: string;
+  readonly variableNames: ReadonlySet<string>;
   private readonly operationContext;
 
   constructor(
@@ -82,6 +92,8 @@ class PlannedEvents implements EventPlan {
     private readonly options: { supergraph: Supergraph; serviceMap: ServiceMap; logger: Logger },
   ) {
     this.responseKey = batch.responseKey;
+    this.signature = print(batch.document);
+    this.variableNames = new Set(batch.variableNames);
     // Shaped against the whole supergraph: the API schema does not know `_locationEvents`.
     this.operationContext = buildOperationContext({ schema: supergraphSchema, operationDocument: batch.document, operationName: batch.operationName });
   }
@@ -149,6 +161,8 @@ interface BatchQuery {
   document: DocumentNode;
   operationName: string | undefined;
   responseKey: string;
+  /** The variables the batch query still uses. */
+  variableNames: string[];
 }
 
 /**
@@ -182,6 +196,7 @@ export function toBatchQuery(document: DocumentNode, operationName: string | und
     document: { kind: Kind.DOCUMENT, definitions: [batchOperation, ...[...fragments.values()].filter((f) => used.fragments.has(f.name.value))] },
     operationName: operation.name?.value,
     responseKey: field.alias?.value as string,
+    variableNames: [...used.variables],
   };
 }
 

@@ -12,6 +12,13 @@ export interface DeviceSequence {
   sequence: number;
 }
 
+/** A range of one device's sequence, both ends excluded (`before` null: up to the newest). */
+export interface SequenceRange {
+  deviceId: string;
+  after: number;
+  before?: number | null;
+}
+
 export class HistoryUnavailable extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -25,10 +32,15 @@ type StoredLocation = Omit<LocationEvent, 'seq' | 'tenantId' | 'deviceId'> & { s
 
 export class LocationHistory {
   constructor(
-    private readonly url: string,
+    private url: string,
     private readonly callerSigningSecret: string,
     private readonly timeoutMs: number,
   ) {}
+
+  /** The location subgraph moved (a reloaded supergraph routes it elsewhere). */
+  moveTo(url: string): void {
+    this.url = url;
+  }
 
   /** The newest accepted sequence of each device the scope covers (0 before its first location). */
   async positions(caller: Caller, tenantId: string, deviceId?: string | null): Promise<DeviceSequence[]> {
@@ -40,15 +52,19 @@ export class LocationHistory {
     return data._devicePositions;
   }
 
-  /** For each position, the locations above its sequence (oldest first, at most `limit` per device). */
-  async after(caller: Caller, tenantId: string, after: readonly DeviceSequence[], limit: number): Promise<LocationEvent[]> {
-    if (after.length === 0) return [];
-    const data = await this.ask<{ _locationsAfter: StoredLocation[] }>(
-      `query($t: ID!, $a: [DeviceSequenceInput!]!, $l: Int!) { _locationsAfter(tenantId: $t, after: $a, limit: $l) { ${EVENT_FIELDS} } }`,
-      { t: tenantId, a: after, l: limit },
+  /**
+   * For each range, the newest `limit` locations inside it, oldest first: when more were missed
+   * than the bound allows, the ones dropped are the oldest, so what is delivered joins the live
+   * stream without a gap and a client sees where its own gap begins.
+   */
+  async between(caller: Caller, tenantId: string, ranges: readonly SequenceRange[], limit: number): Promise<LocationEvent[]> {
+    if (ranges.length === 0) return [];
+    const data = await this.ask<{ _locationsBetween: StoredLocation[] }>(
+      `query($t: ID!, $r: [SequenceRangeInput!]!, $l: Int!) { _locationsBetween(tenantId: $t, ranges: $r, limit: $l) { ${EVENT_FIELDS} } }`,
+      { t: tenantId, r: ranges.map((r) => ({ deviceId: r.deviceId, after: r.after, before: r.before ?? null })), l: limit },
       caller,
     );
-    return data._locationsAfter.map(({ sequence, device, ...fields }) => ({ ...fields, seq: sequence, deviceId: device.id, tenantId: device.tenant.id }));
+    return data._locationsBetween.map(({ sequence, device, ...fields }) => ({ ...fields, seq: sequence, deviceId: device.id, tenantId: device.tenant.id }));
   }
 
   private async ask<T>(query: string, variables: Record<string, unknown>, caller: Caller): Promise<T> {

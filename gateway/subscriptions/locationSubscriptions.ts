@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { GraphQLError, print, type DocumentNode, type ExecutionResult } from 'graphql';
+import { GraphQLError, print, validate, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { Caller } from '../../lib/caller';
-import { FleetError, NotFound } from '../../lib/errors';
+import { BadUserInput, FleetError, NotFound } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { EventPlan, EventPlanner } from './eventPlan';
 import type { LocationFeed } from './locationFeed';
-import type { LocationHistory } from './locationHistory';
+import type { DeviceSequence, LocationHistory } from './locationHistory';
 import { ResolutionScheduler } from './resolutionScheduler';
 import { SubscriptionGroup, type GroupLimits } from './subscriptionGroup';
-import { SubscriberQueue } from './subscriberQueue';
+import { SubscriberStream, type FrameSink } from './subscriberStream';
 
 /** Runs a query through the supergraph as a caller (for authorization checks). */
 export type SupergraphQuery = (query: string, variables: Record<string, unknown>, caller: Caller) => Promise<ExecutionResult>;
@@ -17,9 +17,15 @@ export type SupergraphQuery = (query: string, variables: Record<string, unknown>
 export interface SubscriptionLimits {
   perConnection: number;
   perTenant: number;
-  /** Results waiting for one subscriber before it is dropped as too slow. */
+  /**
+   * Results waiting to be written to one connection (beyond what its socket took) before it is
+   * dropped as too slow. A batch is at most half of it.
+   */
   queueCapacity: number;
 }
+
+/** Devices a resume (`after`) may name at most. */
+export const MAX_RESUME_DEVICES = 1_000;
 
 /** How live work is bounded (see README, "Live locations"). */
 export interface LiveWorkLimits extends GroupLimits {
@@ -40,6 +46,8 @@ export const DEFAULT_LIVE_LIMITS: LiveWorkLimits = {
 export interface LocationUpdatedArgs {
   tenantId: string;
   deviceId?: string | null;
+  /** Resume: per device, the last sequence the client has; what came after is delivered first. */
+  after?: DeviceSequence[] | null;
 }
 
 /** One graphql-ws connection, as the registry sees it. */
@@ -47,12 +55,14 @@ export interface SubscriberConnection {
   /** The caller the connection was authorized for; every subscription on it runs as this caller. */
   readonly caller: Caller;
   open: number;
-  /** Called when one of its subscribers falls too far behind. */
-  dropAsSlow(): void;
+  /** Where this connection's frames go. */
+  readonly sink: FrameSink;
 }
 
 export interface SubscribeRequest {
   connection: SubscriberConnection;
+  /** The graphql-ws subscription id (frames carry it). */
+  id: string;
   document: DocumentNode;
   operationName: string | undefined;
   variables: Record<string, unknown>;
@@ -78,7 +88,7 @@ const PLAN_CACHE_SIZE = 500;
  * subscriptionGroup.ts), feeds groups from Redis, bounds the work waiting per tenant and schedules
  * resolution fairly across tenants.
  */
-export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
+export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] }> {
   private readonly groups = new Map<string, SubscriptionGroup>();
   /** Groups still being set up (authorized, planned, positioned, following Redis); joiners wait. */
   private readonly starting = new Map<string, Promise<SubscriptionGroup>>();
@@ -129,8 +139,9 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
   }
 
   /** Authorizes, applies the limits and starts delivering; throws a FleetError the client sees. */
-  async subscribe(request: SubscribeRequest): Promise<SubscriberQueue> {
+  async subscribe(request: SubscribeRequest): Promise<SubscriberStream> {
     const { connection, args } = request;
+    const after = checkedResume(args.after);
     if (connection.open >= this.limits.perConnection) {
       throw new FleetError('RATE_LIMITED', `At most ${this.limits.perConnection} subscriptions per connection`, {
         retryAfterMs: 1000,
@@ -153,29 +164,24 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
       this.release(connection, args.tenantId);
       throw error;
     }
-    const subscriber = {
-      queue: new SubscriberQueue(
-        this.limits.queueCapacity,
-        () => {
-          this.stats.slowSubscribersDropped += 1;
-          this.logger.warn({ userId: connection.caller.userId, capacity: this.limits.queueCapacity }, 'dropped a subscriber that stopped reading');
-          connection.dropAsSlow();
-        },
-        () => {
-          this.release(connection, args.tenantId);
-          group.subscribers.delete(subscriber);
-          if (group.subscribers.size === 0 && this.groups.get(group.key) === group) {
-            this.groups.delete(group.key);
-            this.feedStop.get(group)?.();
-            group.stop();
-          }
-          this.emit('changed');
-        },
-      ),
-    };
-    group.subscribers.add(subscriber);
+    const stream: SubscriberStream = new SubscriberStream(connection.sink, request.id, () => {
+      this.release(connection, args.tenantId);
+      group.leave(member);
+      if (group.subscribers.size === 0 && this.groups.get(group.key) === group) {
+        this.groups.delete(group.key);
+        this.feedStop.get(group)?.();
+        group.stop();
+      }
+      this.emit('changed');
+    });
+    const member = group.join(stream, after);
     this.emit('changed');
-    return subscriber.queue;
+    return stream;
+  }
+
+  /** Counts a connection dropped because it stopped reading (metrics). */
+  noteSlowConnection(): void {
+    this.stats.slowSubscribersDropped += 1;
   }
 
   private release(connection: SubscriberConnection, tenantId: string): void {
@@ -187,30 +193,34 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
 
   private async groupFor(request: SubscribeRequest): Promise<SubscriptionGroup> {
     const { caller } = request.connection;
+    const plan = this.planFor(request.document, request.operationName);
     // Visibility is part of the key: a group was authorized for exactly this role and tenant.
     const visibility = `${caller.role}:${caller.tenantId ?? '*'}`;
-    const key = `${visibility}|${digest(print(request.document), request.operationName ?? '', JSON.stringify(request.variables))}`;
+    const used = Object.keys(request.variables).filter((name) => plan.variableNames.has(name)).sort();
+    const key = `${visibility}|${digest(plan.signature, JSON.stringify(used.map((name) => [name, request.variables[name]])))}`;
     const existing = this.groups.get(key);
     if (existing) return existing;
     let starting = this.starting.get(key);
     if (!starting) {
-      starting = this.startGroup(key, request).finally(() => this.starting.delete(key));
+      starting = this.startGroup(key, plan, request).finally(() => this.starting.delete(key));
       this.starting.set(key, starting);
     }
     return starting;
   }
 
-  private async startGroup(key: string, request: SubscribeRequest): Promise<SubscriptionGroup> {
+  private async startGroup(key: string, plan: EventPlan, request: SubscribeRequest): Promise<SubscriptionGroup> {
     const { caller } = request.connection;
     const { tenantId, deviceId = null } = request.args;
     await this.authorize(caller, request.args);
     const group = new SubscriptionGroup({
       key,
+      document: request.document,
+      operationName: request.operationName,
       tenantId,
       deviceId,
       caller,
       variables: request.variables,
-      plan: this.planFor(request.document, request.operationName),
+      plan,
       history: this.history,
       scheduler: this.scheduler,
       limits: this.live,
@@ -263,6 +273,7 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     const now = (this.pendingPerTenant.get(tenantId) ?? 0) + delta;
     if (now > 0) this.pendingPerTenant.set(tenantId, now);
     else this.pendingPerTenant.delete(tenantId);
+    if (this.pendingPerTenant.size === 0) this.emit('idle');
     if (delta <= 0 || now <= this.live.pendingPerTenant) return;
     const largest = [...this.groups.values()].filter((g) => g.tenantId === tenantId).sort((a, b) => b.backlog - a.backlog)[0];
     if (!largest) return;
@@ -283,13 +294,74 @@ export class LocationSubscriptions extends EventEmitter<{ changed: [] }> {
     );
   }
 
+  /**
+   * A new supergraph: every group is planned again; one whose operation no longer validates
+   * against the new API ends with BAD_USER_INPUT and `complete` (its clients stay connected).
+   */
+  replan(planner: EventPlanner, apiSchema: GraphQLSchema): void {
+    this.planner = planner;
+    this.plans.clear();
+    for (const group of [...this.groups.values()]) {
+      const { document, operationName } = group.operation;
+      const invalid = validate(apiSchema, document);
+      let problem = invalid[0]?.message;
+      if (!problem) {
+        try {
+          group.replan(this.planFor(document, operationName));
+          continue;
+        } catch (error) {
+          problem = error instanceof Error ? error.message : String(error);
+        }
+      }
+      this.logger.info({ group: group.key, problem }, 'ended a subscription group the new supergraph cannot serve');
+      this.groups.delete(group.key);
+      this.feedStop.get(group)?.();
+      group.endWith({
+        data: null,
+        errors: [new GraphQLError(`The API changed and this subscription is no longer valid: ${problem}`, { extensions: { code: 'BAD_USER_INPUT', field: 'query' } })],
+      });
+    }
+  }
+
+  /**
+   * For a gateway going away: stops taking events from Redis and waits (at most `timeoutMs`) until
+   * what was taken in has been handed to the sockets.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    for (const group of this.groups.values()) this.feedStop.get(group)?.();
+    if (this.pending === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      this.on('idle', done);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.off('idle', done);
+        resolve();
+      }
+    });
+  }
+
   close(): void {
     this.stopCatchUp();
     for (const group of this.groups.values()) {
-      for (const subscriber of group.subscribers) subscriber.queue.end();
+      for (const subscriber of [...group.subscribers]) subscriber.stream.end();
       group.stop();
     }
   }
+}
+
+/** A resume's positions, checked: at most MAX_RESUME_DEVICES, each device once, sequences >= 0. */
+function checkedResume(after: DeviceSequence[] | null | undefined): DeviceSequence[] {
+  if (!after?.length) return [];
+  if (after.length > MAX_RESUME_DEVICES) throw new BadUserInput('after', `after may name at most ${MAX_RESUME_DEVICES} devices`);
+  const seen = new Set<string>();
+  after.forEach((position, index) => {
+    if (!Number.isInteger(position.sequence) || position.sequence < 0) throw new BadUserInput('sequence', 'sequence must be 0 or more', { index });
+    if (seen.has(position.deviceId)) throw new BadUserInput('deviceId', 'each device may appear once in after', { index });
+    seen.add(position.deviceId);
+  });
+  return after;
 }
 
 function digest(...parts: string[]): string {

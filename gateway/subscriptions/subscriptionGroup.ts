@@ -1,12 +1,12 @@
-import { GraphQLError, type ExecutionResult } from 'graphql';
+import { GraphQLError, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Caller } from '../../lib/caller';
 import { formatFleetError } from '../../lib/errors';
 import type { LocationEvent } from '../../lib/locationEvent';
 import type { Logger } from '../../lib/logger';
 import type { EventOutcome, EventPlan } from './eventPlan';
-import type { DeviceSequence, LocationHistory } from './locationHistory';
+import type { DeviceSequence, LocationHistory, SequenceRange } from './locationHistory';
 import type { ResolutionScheduler, ScheduledWork } from './resolutionScheduler';
-import type { SubscriberQueue } from './subscriberQueue';
+import type { SubscriberStream } from './subscriberStream';
 
 /**
  * Subscribers that would see the same thing share a group: same operation, same variables, same
@@ -16,15 +16,19 @@ import type { SubscriberQueue } from './subscriberQueue';
  *   from the location history before anything later is handed over;
  * - resolves in micro-batches: the events that arrive while its previous batch is being resolved
  *   are resolved together in ONE plan execution, and batches run one at a time, so each device's
- *   results are handed over in acceptance order;
+ *   results are handed over in acceptance order, each serialized once for all subscribers;
+ * - resumes a subscriber that says what it has seen (`after`): its missed locations come first,
+ *   from the history, to it alone, then the live stream, nothing twice at the seam;
  * - retries a batch that failed for a passing reason (a subgraph down or slow) with backoff, for at
  *   most `retryBoundMs`; only then does it deliver, for what still fails, an error naming the
  *   location, so the client can re-read it.
  */
 export interface GroupSubscriber {
-  queue: SubscriberQueue;
-  /** Per device, the last sequence this subscriber already holds (a resume): results up to it are skipped. */
-  floor?: ReadonlyMap<string, number>;
+  stream: SubscriberStream;
+  /** The first queue item this subscriber receives: what was queued before it joined is not its. */
+  from: number;
+  /** Per device, the last sequence this subscriber already holds: results up to it are skipped. */
+  floor: Map<string, number>;
 }
 
 export interface GroupLimits {
@@ -32,12 +36,15 @@ export interface GroupLimits {
   maxBatch: number;
   /** How long a batch that fails for a passing reason is retried before errors are delivered. */
   retryBoundMs: number;
-  /** Locations per device a gap fill reads from the history at most. */
+  /** Locations per device a gap fill, catch-up or resume reads from the history at most. */
   historyLimit: number;
 }
 
 export interface GroupOptions {
   key: string;
+  /** The subscription operation as clients sent it (validated again when the supergraph changes). */
+  document: DocumentNode;
+  operationName: string | undefined;
   tenantId: string;
   deviceId: string | null;
   caller: Caller;
@@ -47,21 +54,24 @@ export interface GroupOptions {
   scheduler: ResolutionScheduler;
   limits: GroupLimits;
   logger: Logger;
-  /** Called after each batch with how many events one plan execution resolved. */
+  /** Called after each plan execution with how many events it resolved. */
   onResolved(events: number): void;
   /** Called whenever the number of events waiting in this group changes, with the change. */
   onPendingChanged(delta: number): void;
 }
 
-type Pending =
+type Pending = { no: number } & (
   | { kind: 'event'; event: LocationEvent }
-  /** Locations of `deviceId` after `after` and before `before` were not heard on Redis. */
-  | { kind: 'gap'; deviceId: string; after: number; before: number }
+  /** Locations of one device inside `range` were not heard on Redis. */
+  | { kind: 'gap'; range: { deviceId: string; after: number; before: number } }
   /** Redis was away: everything after what this group had taken in, per device, as of `taken`. */
-  | { kind: 'catchUp'; taken: Map<string, number> };
+  | { kind: 'catchUp'; taken: Map<string, number> }
+  /** A subscriber resuming: what it missed after `after`, for it alone. */
+  | { kind: 'resume'; target: GroupSubscriber; after: DeviceSequence[] }
+);
 
-/** An event to resolve, or a range the history could not give (delivered as an error in its place). */
-type BatchEntry = { event: LocationEvent } | { missing: Partial<{ deviceId: string; after: number; before: number }> };
+/** What a batch hands over, in order: an event to resolve, or a range the history could not give. */
+type BatchEntry = { no: number; target?: GroupSubscriber } & ({ event: LocationEvent } | { missing: Partial<SequenceRange> });
 
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
@@ -74,6 +84,7 @@ export class SubscriptionGroup implements ScheduledWork {
   private readonly batched = new Map<string, number>();
   private readonly pending: Pending[] = [];
   private pendingEvents = 0;
+  private nextNo = 0;
   /** The batch being resolved (kept across retries, so a retry resolves exactly the same events). */
   private batch: BatchEntry[] | null = null;
   private failingSince: number | null = null;
@@ -95,6 +106,10 @@ export class SubscriptionGroup implements ScheduledWork {
     return this.options.tenantId;
   }
 
+  get operation(): { document: DocumentNode; operationName: string | undefined } {
+    return { document: this.options.document, operationName: this.options.operationName };
+  }
+
   /** Events waiting in this group (queued, or in the batch being resolved). */
   get backlog(): number {
     return this.pendingEvents + (this.batch?.length ?? 0);
@@ -108,9 +123,25 @@ export class SubscriptionGroup implements ScheduledWork {
     }
   }
 
-  /** A new plan for the same operation (the supergraph changed); the next batch uses it. */
+  /** A new plan for the same operation (the supergraph changed); the next attempt uses it. */
   replan(plan: EventPlan): void {
     this.planned = plan;
+  }
+
+  /**
+   * Adds a subscriber: it receives what is queued from now on and, when it says what it has seen
+   * (`after`), first what it missed since then.
+   */
+  join(stream: SubscriberStream, after: readonly DeviceSequence[] = []): GroupSubscriber {
+    const relevant = after.filter((p) => !this.options.deviceId || p.deviceId === this.options.deviceId);
+    const subscriber: GroupSubscriber = { stream, from: this.nextNo, floor: new Map(relevant.map((p) => [p.deviceId, p.sequence])) };
+    this.subscribers.add(subscriber);
+    if (relevant.length) this.enqueue({ kind: 'resume', target: subscriber, after: relevant });
+    return subscriber;
+  }
+
+  leave(subscriber: GroupSubscriber): void {
+    this.subscribers.delete(subscriber);
   }
 
   /** Takes one event heard on Redis. Replays are dropped; a jump queues the missing range first. */
@@ -120,22 +151,22 @@ export class SubscriptionGroup implements ScheduledWork {
     // A device the group never saw was registered after the group started: it starts at 0.
     const last = this.taken.get(event.deviceId) ?? 0;
     if (event.seq <= last) return;
-    if (event.seq > last + 1) this.enqueue({ kind: 'gap', deviceId: event.deviceId, after: last, before: event.seq });
+    if (event.seq > last + 1) this.enqueue({ kind: 'gap', range: { deviceId: event.deviceId, after: last, before: event.seq } });
     this.taken.set(event.deviceId, event.seq);
     this.enqueue({ kind: 'event', event });
   }
 
   /** After Redis came back: whatever was accepted meanwhile is read from the history, in order. */
   catchUp(): void {
-    if (this.ended) return;
-    this.enqueue({ kind: 'catchUp', taken: new Map(this.taken) });
+    if (!this.ended) this.enqueue({ kind: 'catchUp', taken: new Map(this.taken) });
   }
 
   /** Ends every subscriber with `result` (then `complete`) and stops; used for shedding and reloads. */
   endWith(result: ExecutionResult): void {
+    const json = JSON.stringify(result);
     for (const subscriber of [...this.subscribers]) {
-      subscriber.queue.push(result);
-      subscriber.queue.end();
+      subscriber.stream.deliver(json);
+      subscriber.stream.end();
     }
     this.stop();
   }
@@ -152,9 +183,10 @@ export class SubscriptionGroup implements ScheduledWork {
     this.batch = null;
   }
 
-  private enqueue(item: Pending): void {
-    const events = this.size(item);
-    this.pending.push(item);
+  private enqueue(item: DistributiveOmit<Pending, 'no'>): void {
+    const queued = { ...item, no: this.nextNo++ } as Pending;
+    const events = this.size(queued);
+    this.pending.push(queued);
     this.pendingEvents += events;
     this.options.onPendingChanged(events);
     this.wake();
@@ -173,7 +205,7 @@ export class SubscriptionGroup implements ScheduledWork {
       await this.attemptBatch();
     } finally {
       this.scheduled = false;
-      if (this.pending.length) this.wake();
+      this.wake();
     }
   }
 
@@ -225,9 +257,10 @@ export class SubscriptionGroup implements ScheduledWork {
     return items;
   }
 
-  /** What an item weighs against the pending bound: a gap as many events as it can bring. */
+  /** What an item weighs against the pending bound: a history read as many events as it can bring. */
   private size(item: Pending): number {
-    return item.kind === 'gap' ? Math.min(item.before - item.after - 1, this.options.limits.historyLimit) : 1;
+    if (item.kind === 'gap') return Math.min(item.range.before - item.range.after - 1, this.options.limits.historyLimit);
+    return 1;
   }
 
   private putBack(items: Pending[]): void {
@@ -238,35 +271,46 @@ export class SubscriptionGroup implements ScheduledWork {
   }
 
   /**
-   * Items → what the batch delivers, in order: gaps and catch-ups read from the history (or, when
-   * `useHistory` is false, reported as missing), nothing twice.
+   * Items → what the batch hands over, in order: gaps, catch-ups and resumes read from the history
+   * (or, when `useHistory` is false, reported as missing), nothing twice.
    */
   private async expand(items: Pending[], useHistory: boolean): Promise<BatchEntry[]> {
     const { history, caller, tenantId, deviceId, limits } = this.options;
-    const gaps = items.filter((item): item is Extract<Pending, { kind: 'gap' }> => item.kind === 'gap');
+    const gaps = items.flatMap((item) => (item.kind === 'gap' ? [item.range] : []));
     const filled = new Map<string, LocationEvent[]>();
     if (gaps.length && useHistory) {
-      const read = await history.after(caller, tenantId, gaps.map((g) => ({ deviceId: g.deviceId, sequence: g.after })), limits.historyLimit);
-      for (const event of read) filled.set(event.deviceId, [...(filled.get(event.deviceId) ?? []), event]);
+      for (const event of await history.between(caller, tenantId, gaps, limits.historyLimit)) {
+        filled.set(event.deviceId, [...(filled.get(event.deviceId) ?? []), event]);
+      }
     }
     const entries: BatchEntry[] = [];
-    const add = (event: LocationEvent) => {
+    const add = (event: LocationEvent, no: number) => {
       if (event.seq === undefined || event.seq <= (this.batched.get(event.deviceId) ?? 0)) return;
       this.batched.set(event.deviceId, event.seq);
       if (event.seq > (this.taken.get(event.deviceId) ?? 0)) this.taken.set(event.deviceId, event.seq);
-      entries.push({ event });
+      entries.push({ no, event });
     };
     for (const item of items) {
-      if (item.kind === 'event') add(item.event);
-      else if (!useHistory) entries.push({ missing: item.kind === 'gap' ? { deviceId: item.deviceId, after: item.after, before: item.before } : {} });
+      if (item.kind === 'event') add(item.event, item.no);
+      else if (item.kind === 'resume') {
+        if (!useHistory) {
+          entries.push({ no: item.no, target: item.target, missing: {} });
+          continue;
+        }
+        // For this subscriber alone: the group's own "already delivered" does not apply to it.
+        const missed = await history.between(caller, tenantId, item.after.map((p) => ({ deviceId: p.deviceId, after: p.sequence })), limits.historyLimit);
+        for (const event of missed) {
+          entries.push({ no: item.no, target: item.target, event });
+          const seq = event.seq as number;
+          if (seq > (item.target.floor.get(event.deviceId) ?? 0)) item.target.floor.set(event.deviceId, seq);
+        }
+      } else if (!useHistory) entries.push({ no: item.no, missing: item.kind === 'gap' ? item.range : {} });
       else if (item.kind === 'gap') {
-        for (const event of filled.get(item.deviceId) ?? []) if ((event.seq as number) < item.before) add(event);
+        for (const event of filled.get(item.range.deviceId) ?? []) if ((event.seq as number) < item.range.before) add(event, item.no);
       } else {
         const now = await history.positions(caller, tenantId, deviceId);
-        const behind = now
-          .filter((p) => p.sequence > (item.taken.get(p.deviceId) ?? 0))
-          .map((p) => ({ deviceId: p.deviceId, sequence: item.taken.get(p.deviceId) ?? 0 }));
-        for (const event of await history.after(caller, tenantId, behind, limits.historyLimit)) add(event);
+        const behind = now.filter((p) => p.sequence > (item.taken.get(p.deviceId) ?? 0)).map((p) => ({ deviceId: p.deviceId, after: item.taken.get(p.deviceId) ?? 0 }));
+        for (const event of await history.between(caller, tenantId, behind, limits.historyLimit)) add(event, item.no);
       }
     }
     return entries;
@@ -290,45 +334,30 @@ export class SubscriptionGroup implements ScheduledWork {
       this.retryTimer = null;
       this.wake();
     }, delay);
-    // `run` must not wake the group before the timer: the batch waits for it.
     return true;
   }
 
   private handOver(batch: BatchEntry[], outcomes: EventOutcome[]): void {
     let next = 0;
     for (const entry of batch) {
-      if (!('event' in entry)) {
-        this.pushToAll(this.missing(entry.missing), null);
+      let result: ExecutionResult;
+      if ('event' in entry) {
+        const outcome = outcomes[next++] as EventOutcome;
+        result = outcome.transient ? this.gaveUp(entry.event) : this.masked(outcome.result);
+      } else result = this.missing(entry.missing);
+      const json = JSON.stringify(result);
+      const event = 'event' in entry ? entry.event : null;
+      if (entry.target) {
+        if (this.subscribers.has(entry.target)) entry.target.stream.deliver(json);
         continue;
       }
-      const outcome = outcomes[next++] as EventOutcome;
-      this.pushToAll(outcome.transient ? this.gaveUp(entry.event) : this.masked(outcome.result), entry.event);
+      for (const subscriber of this.subscribers) {
+        if (entry.no < subscriber.from) continue;
+        const floor = event ? subscriber.floor.get(event.deviceId) : undefined;
+        if (event && floor !== undefined && (event.seq as number) <= floor) continue;
+        subscriber.stream.deliver(json);
+      }
     }
-  }
-
-  private pushToAll(result: ExecutionResult, event: LocationEvent | null): void {
-    for (const subscriber of this.subscribers) {
-      const floor = event ? subscriber.floor?.get(event.deviceId) : undefined;
-      if (event && floor !== undefined && (event.seq as number) <= floor) continue;
-      subscriber.queue.push(result);
-    }
-  }
-
-  /** The history could not be read within the bound: say which range is missing. */
-  private missing(range: Partial<{ deviceId: string; after: number; before: number }>): ExecutionResult {
-    this.options.logger.error({ group: this.options.key, ...range }, 'gave up filling a gap from the history');
-    const what = range.deviceId
-      ? `Locations of device ${range.deviceId} after sequence ${range.after} and before ${range.before}`
-      : 'Locations accepted while the live feed was interrupted';
-    return {
-      data: null,
-      errors: [
-        new GraphQLError(`${what} could not be read; read them with device(id).locations`, {
-          path: [this.planned.responseKey],
-          extensions: { code: 'INTERNAL_SERVER_ERROR', ...(range.deviceId ? { deviceId: range.deviceId, afterSequence: range.after, beforeSequence: range.before } : {}) },
-        }),
-      ],
-    };
   }
 
   /** The retry bound is spent: say which location is missing so the client can re-read it. */
@@ -337,15 +366,35 @@ export class SubscriptionGroup implements ScheduledWork {
     return {
       data: null,
       errors: [
-        new GraphQLError(
-          `Location ${event.id} (device ${event.deviceId}, sequence ${event.seq}) could not be resolved; read it with device(id).locations`,
-          { path: [this.planned.responseKey], extensions: { code: 'INTERNAL_SERVER_ERROR', locationId: event.id, deviceId: event.deviceId, sequence: event.seq } },
-        ),
+        new GraphQLError(`Location ${event.id} (device ${event.deviceId}, sequence ${event.seq}) could not be resolved; read it with device(id).locations`, {
+          path: [this.planned.responseKey],
+          extensions: { code: 'INTERNAL_SERVER_ERROR', locationId: event.id, deviceId: event.deviceId, sequence: event.seq },
+        }),
       ],
     };
   }
 
-  /** The same masking as HTTP responses, as GraphQLErrors (graphql-ws serializes with toJSON). */
+  /** The history could not be read within the bound: say which range is missing. */
+  private missing(range: Partial<SequenceRange>): ExecutionResult {
+    this.options.logger.error({ group: this.options.key, ...range }, 'gave up reading the location history');
+    const what = range.deviceId
+      ? `Locations of device ${range.deviceId} after sequence ${range.after}${range.before ? ` and before ${range.before}` : ''}`
+      : 'Locations accepted while the live feed was interrupted';
+    return {
+      data: null,
+      errors: [
+        new GraphQLError(`${what} could not be read; read them with device(id).locations`, {
+          path: [this.planned.responseKey],
+          extensions: {
+            code: 'INTERNAL_SERVER_ERROR',
+            ...(range.deviceId ? { deviceId: range.deviceId, afterSequence: range.after, beforeSequence: range.before ?? null } : {}),
+          },
+        }),
+      ],
+    };
+  }
+
+  /** The same masking as HTTP responses. */
   private masked(result: ExecutionResult): ExecutionResult {
     if (!result.errors?.length) return result;
     return {
@@ -357,3 +406,5 @@ export class SubscriptionGroup implements ScheduledWork {
     };
   }
 }
+
+type DistributiveOmit<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;

@@ -101,20 +101,29 @@ export interface DeviceSequence {
   sequence: number;
 }
 
+/** A range of one device's sequence, both ends excluded (`before` null: up to the newest). */
+export interface SequenceRange {
+  deviceId: string;
+  after: number;
+  before?: number | null;
+}
+
 /**
- * Accepted locations by per-device sequence, oldest first: for each position, those above its
- * sequence, at most `limit` per device. One statement however many devices: a LATERAL walk of the
- * (device_id, seq) unique index per position.
+ * Accepted locations by per-device sequence: for each range, the newest `limit` inside it, oldest
+ * first. One statement however many ranges: a LATERAL walk of the (device_id, seq) unique index.
  */
-export async function locationsAfter(tx: Tx, positions: readonly DeviceSequence[], limit: number): Promise<LocationRecord[]> {
-  const valid = positions.filter((p) => isUuid(p.deviceId));
+export async function locationsBetween(tx: Tx, ranges: readonly SequenceRange[], limit: number): Promise<LocationRecord[]> {
+  const valid = ranges.filter((r) => isUuid(r.deviceId));
   if (valid.length === 0) return [];
   return tx.$queryRaw<LocationRecord[]>`
     SELECT l.id, l.tenant_id AS "tenantId", l.device_id AS "deviceId", l.seq, l.latitude, l.longitude, l.accuracy,
       l.speed, l.heading, l.altitude, l.recorded_at AS "recordedAt", l.received_at AS "receivedAt"
-    FROM unnest(${valid.map((p) => p.deviceId)}::uuid[], ${valid.map((p) => p.sequence)}::bigint[]) AS p(device_id, seq)
+    FROM unnest(${valid.map((r) => r.deviceId)}::uuid[], ${valid.map((r) => r.after)}::bigint[], ${valid.map((r) => r.before ?? null)}::bigint[])
+      AS r(device_id, after_seq, before_seq)
     CROSS JOIN LATERAL (
-      SELECT * FROM locations WHERE device_id = p.device_id AND seq > p.seq ORDER BY seq LIMIT ${limit}
+      SELECT * FROM locations
+      WHERE device_id = r.device_id AND seq > r.after_seq AND (r.before_seq IS NULL OR seq < r.before_seq)
+      ORDER BY seq DESC LIMIT ${limit}
     ) l
     ORDER BY l.device_id, l.seq`;
 }

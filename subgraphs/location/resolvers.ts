@@ -8,7 +8,7 @@ import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
 import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
-import { devicePositions, lastLocations, locationPage, locationsAfter, storeLocations, type DeviceSequence, type LocationPageArgs, type LocationRecord } from './locations';
+import { devicePositions, lastLocations, locationPage, locationsBetween, storeLocations, type LocationPageArgs, type LocationRecord, type SequenceRange } from './locations';
 import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 
@@ -68,8 +68,8 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
 }
 
 
-/** The largest page of history `_locationsAfter` answers per device (the gateway's resume bound is lower). */
-const MAX_LOCATIONS_AFTER = 1000;
+/** The most locations per range `_locationsBetween` answers (the gateway's resume bound is at most this). */
+const MAX_HISTORY_PAGE = 10_000;
 
 /**
  * The events a `_locationEvents` request resolves against (sent by the gateway per batch). Each is
@@ -103,12 +103,12 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
       return db.inScope(scopeFor(known), (tx) => listDevices(tx));
     },
     _locationEvents: (_root, args: { tenantId: string; deviceId?: string | null }, context) => subscriptionEvents(context, args),
-    _locationsAfter: async (_root, args: { tenantId: string; after: DeviceSequence[]; limit: number }, { caller, db }) => {
+    _locationsBetween: async (_root, args: { tenantId: string; ranges: SequenceRange[]; limit: number }, { caller, db }) => {
       const known = requireCaller(caller);
-      if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > MAX_LOCATIONS_AFTER) {
-        throw new BadUserInput('limit', `limit must be 1 to ${MAX_LOCATIONS_AFTER}`);
+      if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > MAX_HISTORY_PAGE) {
+        throw new BadUserInput('limit', `limit must be 1 to ${MAX_HISTORY_PAGE}`);
       }
-      const rows = await db.inScope(scopeFor(known), (tx) => locationsAfter(tx, args.after, args.limit));
+      const rows = await db.inScope(scopeFor(known), (tx) => locationsBetween(tx, args.ranges, args.limit));
       // RLS already hides other tenants from a member; an ADMIN asked about one tenant gets only it.
       return rows.filter((row) => row.tenantId === args.tenantId);
     },

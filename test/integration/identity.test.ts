@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
 import { startGateway, type RunningGateway } from '../../gateway/server';
-import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
+import { SUPERGRAPH_CONFIG, composedSupergraph } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
 import { adminSession, codes, createTenant, graphql, memberOf, recordLocation, registerDevice, type Session } from '../support/client';
@@ -138,7 +138,7 @@ describe('a database that cannot answer is a server error, never a bad token', (
     const verifier = new TokenVerifier({ region: stack.cognito.region, userPoolId: stack.cognito.userPoolId, clientId: stack.cognito.clientId, issuer: stack.cognito.issuer });
     gateway = await startGateway({
       port: 0,
-      supergraphSdl: composeSupergraph({ configPath: SUPERGRAPH_CONFIG, routingUrls: stack.subgraphUrls }),
+      supergraph: composedSupergraph({ configPath: SUPERGRAPH_CONFIG, routingUrls: stack.subgraphUrls }),
       callerSigningSecret: stack.callerSigningSecret,
       identity: new CallerDirectory(verifier, unreachable, { cacheTtlMs: 0 }),
       db: unreachable,

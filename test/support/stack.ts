@@ -4,7 +4,7 @@ import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { startBridge, type Bridge } from '../../bridge/bridge';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
 import { startGateway, type RunningGateway } from '../../gateway/server';
-import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
+import { SUPERGRAPH_CONFIG, composeSupergraph, type SupergraphSource } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
 import type { RunningSubgraph } from '../../lib/subgraph';
@@ -34,6 +34,9 @@ export interface TestStackOptions {
   /** The gateway's live-work bounds (retry bound, pending per tenant, …). */
   live?: Partial<LiveWorkLimits>;
   subgraphTimeoutMs?: number;
+  /** Serves the composed supergraph from a source of the test's own (e.g. a file it rewrites). */
+  supergraph?: (composedSdl: string) => SupergraphSource;
+  supergraphPollMs?: number;
   /** Rewrites a subgraph's URL in the supergraph, e.g. to put a fault-injecting proxy in front. */
   route?: (subgraph: SubgraphName, url: string) => string | Promise<string>;
 }
@@ -44,6 +47,8 @@ export interface TestStack {
   gatewayUrl: string;
   wsUrl: string;
   subgraphUrls: { auth: string; tenant: string; location: string };
+  /** The supergraph the gateway started with. */
+  supergraphSdl: string;
   admin: { email: string; password: string };
   callerSigningSecret: string;
   database: TestDatabase;
@@ -137,7 +142,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const gateway = await started(
     startGateway({
       port: 0,
-      supergraphSdl,
+      supergraph: options.supergraph?.(supergraphSdl) ?? { load: () => supergraphSdl, files: () => [] },
+      supergraphPollMs: options.supergraphPollMs,
       callerSigningSecret,
       identity: new CallerDirectory(verifier, db, { cacheTtlMs: options.identityCacheTtlMs ?? 5_000 }),
       db,
@@ -178,6 +184,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     gatewayUrl: gateway.url,
     wsUrl: gateway.url.replace(/^http/, 'ws'),
     subgraphUrls: urls,
+    supergraphSdl,
     admin,
     callerSigningSecret,
     database,

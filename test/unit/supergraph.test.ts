@@ -6,7 +6,7 @@ import { CompositionError, SUPERGRAPH_CONFIG, composeSupergraph } from '../../ga
 describe('composing supergraph.yaml', () => {
   test('the three subgraphs compose, with the subscription and routing URL overrides', () => {
     const sdl = composeSupergraph({ configPath: SUPERGRAPH_CONFIG, routingUrls: { location: 'http://location.internal:4003/graphql' } });
-    expect(sdl).toContain('locationUpdated(tenantId: ID!, deviceId: ID): Location!');
+    expect(sdl).toContain('locationUpdated(tenantId: ID!, deviceId: ID, after: [DeviceSequenceInput!]): Location!');
     expect(sdl).toContain('url: "http://location.internal:4003/graphql"');
     expect(sdl).toContain('url: "http://localhost:4001/graphql"');
   });
