@@ -34,6 +34,8 @@ export interface TestStackOptions {
   /** The gateway's live-work bounds (retry bound, pending per tenant, …). */
   live?: Partial<LiveWorkLimits>;
   subgraphTimeoutMs?: number;
+  /** Another app client of the test pool (e.g. one whose ID tokens live seconds): login and verification use it. */
+  cognitoClientId?: string;
   /** Serves the composed supergraph from a source of the test's own (e.g. a file it rewrites). */
   supergraph?: (composedSdl: string) => SupergraphSource;
   supergraphPollMs?: number;
@@ -79,7 +81,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   const cognito = {
     endpoint: required('TEST_COGNITO_ENDPOINT'),
     userPoolId: required('TEST_COGNITO_USER_POOL_ID'),
-    clientId: required('TEST_COGNITO_CLIENT_ID'),
+    clientId: options.cognitoClientId ?? required('TEST_COGNITO_CLIENT_ID'),
     issuer: required('TEST_COGNITO_ISSUER'),
     region: 'us-east-1',
   };

@@ -32,6 +32,11 @@ export interface Dashboard {
   client: Client;
   closed: Promise<{ code: number; reason: string }>;
   subscribe(query: string, variables?: Record<string, unknown>): Collected;
+  /**
+   * Hands the gateway a fresh token on the open socket, as a stock graphql-ws client can: a `ping`
+   * whose payload carries it. Resolves with the pong's payload.
+   */
+  refresh(token: string): Promise<Record<string, unknown> | undefined>;
   dispose(): Promise<void>;
 }
 
@@ -40,6 +45,12 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     onClosed = resolve;
   });
+  let socket: WebSocket | undefined;
+  let onConnected: () => void = () => undefined;
+  const connected = new Promise<void>((resolve) => {
+    onConnected = resolve;
+  });
+  const pongs: Array<(payload: Record<string, unknown> | undefined) => void> = [];
   const client = createClient({
     url: wsUrl,
     webSocketImpl: WebSocket,
@@ -47,6 +58,13 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
     retryAttempts: 0,
     connectionParams: params ?? (token ? { authorization: `Bearer ${token}` } : {}),
     on: {
+      opened: (opened) => {
+        socket = opened as WebSocket;
+      },
+      connected: () => onConnected(),
+      pong: (received, payload) => {
+        if (received) pongs.shift()?.(payload as Record<string, unknown> | undefined);
+      },
       closed: (event) => {
         const { code, reason } = event as { code: number; reason: string };
         onClosed({ code, reason: String(reason) });
@@ -57,6 +75,12 @@ export function connectDashboard(wsUrl: string, token: string | null, params?: R
   return {
     client,
     closed,
+    async refresh(fresh) {
+      await connected;
+      const pong = new Promise<Record<string, unknown> | undefined>((resolve) => pongs.push(resolve));
+      socket?.send(JSON.stringify({ type: 'ping', payload: { authorization: `Bearer ${fresh}` } }));
+      return pong;
+    },
     subscribe(query, variables = {}) {
       const waiters: Array<() => void> = [];
       const collected: Collected = {
