@@ -4,6 +4,7 @@ import pg from 'pg';
 import { inSessionScope } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
 import { locationEventKey, type LocationEvent } from '../../lib/locationEvent';
+import { OUTBOX_CHANNEL } from '../../lib/locationStore';
 
 /**
  * Moves accepted locations from the `location_outbox` table to Kafka.
@@ -45,7 +46,6 @@ export interface OutboxRelayOptions {
   keepAliveMs?: number;
 }
 
-export const OUTBOX_CHANNEL = 'location_outbox';
 /** The relay's advisory lock id (arbitrary, fixed). A single bigint key: pg_locks shows it as classid 0, objid = key, objsubid 1. */
 export const RELAY_LOCK_KEY = 0x10ca7e;
 

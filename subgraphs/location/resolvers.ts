@@ -8,8 +8,9 @@ import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
 import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
-import { lastLocations, locationPage, storeLocations, type LocationPageArgs, type LocationRecord } from './locations';
-import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
+import { announceOutbox, storeLocations, type LocationRecord } from '../../lib/locationStore';
+import { lastLocations, locationPage, type LocationPageArgs } from './locations';
+import type { OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 
 export interface LocationContext {
@@ -56,7 +57,7 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
       // Claimed only for devices the caller may write to, and before commit: a refusal rolls back.
       await context.rateLimit.claim(deviceIds);
       claimed = true;
-      await tx.$executeRaw`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`;
+      await announceOutbox(tx);
       return stored;
     });
     context.relay.wake();

@@ -7,13 +7,23 @@ import { locationChannel } from '../../lib/channels';
 import { createLogger } from '../../lib/logger';
 import { startKafkaMock, type KafkaMock } from '../../tools/kafka-mock/index';
 import { startPrivateRedis } from '../support/redisServer';
+import { createTestDatabase, type TestDatabase } from '../support/testDatabase';
 
 // Real kafka mock (tools/kafka-mock) + real Redis; every test has its own topic, group and prefix.
+// The messages here all carry `seq` (or are invalid), so the bridges' database stays unused; the
+// locations of other producers, which it stores, are test/integration/otherProducers.test.ts's.
 const PARTITIONS = 3;
 const logger = createLogger('bridge-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
+let database: TestDatabase;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(async () => {
+  await database?.drop();
 });
 
 /**
@@ -124,7 +134,7 @@ async function scenario(options: { redisUrl?: string; devices?: number } = {}) {
   const bridges: Bridge[] = [];
   async function bridge(groupId: string, overrides: Partial<BridgeOptions> = {}) {
     const b = await startBridge(
-      { brokers: [mock.bootstrap], topic, groupId, clientId: 'bridge-test', redisUrl, redisPrefix: prefix, maxWaitMs: 50,
+      { brokers: [mock.bootstrap], topic, groupId, clientId: 'bridge-test', redisUrl, redisPrefix: prefix, databaseUrl: database.appUrl, maxWaitMs: 50,
         sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, statusPort: 0, kafkaRetry: { initialRetryTime: 100, maxRetryTime: 1_000 }, ...overrides },
       logger,
     );

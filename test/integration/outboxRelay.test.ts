@@ -4,7 +4,7 @@ import { Kafka, Partitioners, logLevel, type Consumer } from 'kafkajs';
 import pg from 'pg';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
-import { storeLocations } from '../../subgraphs/location/locations';
+import { storeLocations } from '../../lib/locationStore';
 import { OutboxRelay, RELAY_LOCK_KEY } from '../../subgraphs/location/outboxRelay';
 import { startTcpProxy, type TcpProxy } from '../support/tcpProxy';
 import { createTestDatabase, type TestDatabase } from '../support/testDatabase';
