@@ -1,10 +1,12 @@
 import type { RetryOptions } from 'kafkajs';
 import type { Registry } from 'prom-client';
+import { createDatabase } from '../lib/database';
 import { createMetricsRegistry, startStatusServer } from '../lib/health';
 import type { Logger } from '../lib/logger';
 import { KafkaLocationConsumer } from './kafkaConsumer';
 import { LocationBridge, type BackoffOptions, type BridgeObserver } from './locationBridge';
 import { BridgeMetrics } from './metrics';
+import { PostgresLocationAcceptor } from './postgresAcceptor';
 import { RedisLocationPublisher } from './redisPublisher';
 
 /**
@@ -21,6 +23,8 @@ export interface BridgeOptions {
   redisUrl: string;
   /** Channel prefix; required, see `lib/channels.ts`. */
   redisPrefix: string;
+  /** fleet_app's connection: locations other producers put on the topic without a `seq` are accepted there. */
+  databaseUrl: string;
   /** Longest time the broker may hold an empty fetch (kafkajs `maxWaitTimeInMs`). */
   maxWaitMs: number;
   sessionTimeoutMs: number;
@@ -58,6 +62,8 @@ export interface Bridge {
 export async function startBridge(options: BridgeOptions, logger: Logger): Promise<Bridge> {
   const registry = options.registry ?? createMetricsRegistry('bridge');
   const publisher = new RedisLocationPublisher({ url: options.redisUrl, prefix: options.redisPrefix }, logger.child({ component: 'redis' }));
+  // Two connections: one chunk at a time per partition, and unsequenced locations are rare.
+  const db = createDatabase({ url: options.databaseUrl, poolSize: 2 });
   let consumer: KafkaLocationConsumer | undefined;
   const metrics = new BridgeMetrics(registry, {
     isGroupMember: () => consumer?.isGroupMember() ?? false,
@@ -69,6 +75,7 @@ export async function startBridge(options: BridgeOptions, logger: Logger): Promi
   const closeAll = async () => {
     await consumer?.stop().catch((error: unknown) => logger.warn({ err: error }, 'kafka consumer stop failed'));
     await publisher.close();
+    await db.close();
     await status?.close();
   };
 
@@ -90,7 +97,12 @@ export async function startBridge(options: BridgeOptions, logger: Logger): Promi
       logger.child({ component: 'kafka' }),
       { metrics, onFatal: options.onFatal },
     );
-    const bridge = new LocationBridge({ publisher, deadLetters: consumer.deadLetters, observer: observe(metrics, logger) });
+    const bridge = new LocationBridge({
+      publisher,
+      acceptor: new PostgresLocationAcceptor(db),
+      deadLetters: consumer.deadLetters,
+      observer: observe(metrics, logger),
+    });
     status = await startStatusServer({
       port: options.statusPort,
       host: options.statusHost,
@@ -119,6 +131,7 @@ export async function startBridge(options: BridgeOptions, logger: Logger): Promi
 function observe(metrics: BridgeMetrics, logger: Logger): BridgeObserver {
   return {
     published: (count, durationMs, messages) => metrics.published(count, durationMs, messages),
+    accepted: (outcome) => metrics.accepted(outcome),
     deadLettered: (letters) => {
       metrics.deadLettered(letters);
       logger.warn({ count: letters.length, first: { reason: letters[0]?.reason, source: letters[0]?.source } }, 'invalid messages moved to the dead-letter topic');

@@ -1,17 +1,25 @@
-import { parseLocationMessage, type LocationEvent } from '../lib/locationEvent';
+import { parseLocationMessage, type LocationEvent, type LocationMessage } from '../lib/locationEvent';
 
 /**
  * The bridge's core, free of any transport: it turns one partition's messages into Redis
- * publications and dead letters, and says which offset is safe to commit. The kafkajs adapter
- * (`kafkaConsumer.ts`) feeds it; the ioredis publisher (`redisPublisher.ts`) and the Kafka DLQ
- * producer implement its two collaborators. Unit tests drive it with fakes.
+ * publications, accepted locations and dead letters, and says which offset is safe to commit. The
+ * kafkajs adapter (`kafkaConsumer.ts`) feeds it; the ioredis publisher (`redisPublisher.ts`), the
+ * PostgreSQL acceptor (`postgresAcceptor.ts`) and the Kafka DLQ producer implement its three
+ * collaborators. Unit tests drive it with fakes.
+ *
+ * A valid message either carries the platform's `seq` (the outbox relay published it: it goes to
+ * Redis) or does not (another producer wrote it, as CONTRACT.md allows: it is accepted into
+ * PostgreSQL like `recordLocation` would, and reaches Redis later, from the outbox relay, with its
+ * sequence). So subscribers only ever see sequenced events, in the platform's order.
  *
  * Guarantees, per partition:
- * - valid events are handed to the publisher in offset order, in one call per chunk, so a
+ * - sequenced events are handed to the publisher in offset order, in one call per chunk, so a
  *   publisher that writes them on one connection keeps per-device order;
  * - an offset is reported safe only once every message up to and including it was published
- *   (valid) or dead-lettered (invalid): a failure reports nothing for the failed chunk, and the
- *   caller replays it; duplicates after a retry are allowed, gaps are not.
+ *   (sequenced), committed to PostgreSQL (unsequenced) or dead-lettered (invalid, or refused by
+ *   the acceptor): a failure reports nothing for the failed chunk, and the caller replays it;
+ *   duplicates after a retry are allowed (the acceptor recognises a location it already stored by
+ *   its id), gaps are not.
  */
 
 export type HeaderValue = Buffer | string | (Buffer | string)[] | undefined;
@@ -44,7 +52,7 @@ export interface DeadLetter {
   key: Buffer | string | null;
   value: Buffer | string | null;
   headers: MessageHeaders;
-  /** Why the message is not a location (`parseLocationMessage`'s reason). */
+  /** Why the message is not a location (`parseLocationMessage`'s reason) or was refused (the acceptor's). */
   reason: string;
   source: MessageSource;
 }
@@ -52,6 +60,24 @@ export interface DeadLetter {
 export interface LocationPublisher {
   /** Publishes the events in the given order; resolves only once Redis acknowledged all of them. */
   publish(events: readonly LocationEvent[]): Promise<void>;
+}
+
+/** What became of the unsequenced locations handed to a `LocationAcceptor`. */
+export interface AcceptOutcome {
+  /** Stored now, each with the next sequence of its device. */
+  stored: number;
+  /** Already stored (a replay of the message, or a repeat of it in the same call): nothing written. */
+  replayed: number;
+  /** Not a location the platform can accept; `index` is the position in the call, `reason` goes to the DLQ. */
+  refused: { index: number; reason: string }[];
+}
+
+export interface LocationAcceptor {
+  /**
+   * Accepts locations that came without a `seq` as `recordLocation` would (next per-device
+   * sequence, location row, outbox row, relay notified) and resolves only once that is committed.
+   */
+  accept(locations: readonly LocationMessage[]): Promise<AcceptOutcome>;
 }
 
 export interface DeadLetterSink {
@@ -63,6 +89,8 @@ export interface DeadLetterSink {
 export interface BridgeObserver {
   published?(count: number, durationMs: number, messages: readonly RawMessage[]): void;
   deadLettered?(letters: readonly DeadLetter[]): void;
+  /** Unsequenced locations were stored (or found already stored) in PostgreSQL. */
+  accepted?(outcome: AcceptOutcome): void;
   /** A chunk failed and will be retried; `attempt` counts from 1 for each chunk. */
   failed?(error: unknown, attempt: number): void;
 }
@@ -71,6 +99,8 @@ export interface ChunkOutcome {
   /** The offset of the last message handled: every message up to and including it is done. */
   resolvedOffset: string | null;
   published: number;
+  /** Unsequenced locations stored in PostgreSQL, or recognised as already stored. */
+  accepted: number;
   deadLettered: number;
 }
 
@@ -89,73 +119,100 @@ export class BridgeDeliveryError extends Error {
 
 export interface LocationBridgeOptions {
   publisher: LocationPublisher;
+  acceptor: LocationAcceptor;
   deadLetters: DeadLetterSink;
   observer?: BridgeObserver;
 }
 
-/** Splits a batch's messages into classified events and dead letters, keeping offset order. */
-export function classify(batch: PartitionBatch): { events: LocationEvent[]; deadLetters: DeadLetter[]; valid: RawMessage[] } {
-  const events: LocationEvent[] = [];
-  const valid: RawMessage[] = [];
-  const deadLetters: DeadLetter[] = [];
+export interface Classified {
+  /** Sequenced events, in offset order, and the messages they came from. */
+  events: LocationEvent[];
+  valid: RawMessage[];
+  /** Valid locations without a `seq` (other producers), for the acceptor. */
+  unsequenced: { message: RawMessage; location: LocationMessage }[];
+  deadLetters: DeadLetter[];
+}
+
+/** Splits a batch's messages into sequenced events, unsequenced locations and dead letters, keeping offset order. */
+export function classify(batch: PartitionBatch): Classified {
+  const classified: Classified = { events: [], valid: [], unsequenced: [], deadLetters: [] };
   for (const message of batch.messages) {
     const parsed = parseLocationMessage(message.key, message.value);
-    if (parsed.ok) {
-      events.push(parsed.event);
-      valid.push(message);
+    if (!parsed.ok) {
+      classified.deadLetters.push(deadLetter(batch, message, parsed.reason));
+    } else if (parsed.event.seq === undefined) {
+      classified.unsequenced.push({ message, location: parsed.event });
     } else {
-      deadLetters.push({
-        key: message.key,
-        value: message.value,
-        headers: message.headers ?? {},
-        reason: parsed.reason,
-        source: { topic: batch.topic, partition: batch.partition, offset: message.offset },
-      });
+      classified.events.push({ ...parsed.event, seq: parsed.event.seq });
+      classified.valid.push(message);
     }
   }
-  return { events, deadLetters, valid };
+  return classified;
+}
+
+function deadLetter(batch: PartitionBatch, message: RawMessage, reason: string): DeadLetter {
+  return {
+    key: message.key,
+    value: message.value,
+    headers: message.headers ?? {},
+    reason,
+    source: { topic: batch.topic, partition: batch.partition, offset: message.offset },
+  };
 }
 
 export class LocationBridge {
   private readonly publisher: LocationPublisher;
+  private readonly acceptor: LocationAcceptor;
   private readonly deadLetters: DeadLetterSink;
   private readonly observer: BridgeObserver;
 
   constructor(options: LocationBridgeOptions) {
     this.publisher = options.publisher;
+    this.acceptor = options.acceptor;
     this.deadLetters = options.deadLetters;
     this.observer = options.observer ?? {};
   }
 
   /**
-   * Publishes the valid messages and dead-letters the invalid ones of one chunk (consecutive
-   * messages of one partition), then reports the chunk's last offset as safe. Both hand-offs are
-   * awaited before anything is reported; if either fails the whole chunk is reported as not done
-   * (`BridgeDeliveryError`), even if the other half went through: a replay duplicates, never skips.
+   * Handles one chunk (consecutive messages of one partition): accepts the unsequenced locations
+   * first (what the acceptor refuses joins the dead letters), then publishes the sequenced events
+   * and dead-letters the rest, and reports the chunk's last offset as safe. Every hand-off is
+   * awaited before anything is reported; if one fails the whole chunk is reported as not done
+   * (`BridgeDeliveryError`), even if others went through: a replay duplicates, never skips.
    */
   async process(batch: PartitionBatch): Promise<ChunkOutcome> {
     const last = batch.messages[batch.messages.length - 1];
-    if (!last) return { resolvedOffset: null, published: 0, deadLettered: 0 };
-    const { events, deadLetters, valid } = classify(batch);
+    if (!last) return { resolvedOffset: null, published: 0, accepted: 0, deadLettered: 0 };
+    const { events, valid, unsequenced, deadLetters } = classify(batch);
+    const failed = (what: string, cause: unknown) =>
+      new BridgeDeliveryError(`could not ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+        topic: batch.topic,
+        partition: batch.partition,
+        firstOffset: batch.messages[0]?.offset ?? null,
+      }, { cause });
 
     const started = performance.now();
+    let accepted: AcceptOutcome | undefined;
+    if (unsequenced.length > 0) {
+      try {
+        accepted = await this.acceptor.accept(unsequenced.map((u) => u.location));
+      } catch (error) {
+        throw failed('store locations without a sequence in PostgreSQL', error);
+      }
+      for (const { index, reason } of accepted.refused) deadLetters.push(deadLetter(batch, (unsequenced[index] as (typeof unsequenced)[number]).message, reason));
+      deadLetters.sort((a, b) => (BigInt(a.source.offset) < BigInt(b.source.offset) ? -1 : 1));
+    }
     const [published, deadLettered] = await Promise.allSettled([
       events.length > 0 ? this.publisher.publish(events) : Promise.resolve(),
       deadLetters.length > 0 ? this.deadLetters.send(deadLetters) : Promise.resolve(),
     ]);
-    const failure = published.status === 'rejected' ? published : deadLettered.status === 'rejected' ? deadLettered : null;
-    if (failure) {
-      const what = failure === published ? 'publish to Redis' : 'send to the dead-letter topic';
-      const reason = failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
-      throw new BridgeDeliveryError(`could not ${what}: ${reason}`, {
-        topic: batch.topic,
-        partition: batch.partition,
-        firstOffset: batch.messages[0]?.offset ?? null,
-      }, { cause: failure.reason });
-    }
+    if (published.status === 'rejected') throw failed('publish to Redis', published.reason);
+    if (deadLettered.status === 'rejected') throw failed('send to the dead-letter topic', deadLettered.reason);
     if (events.length > 0) this.observer.published?.(events.length, performance.now() - started, valid);
+    if (accepted) this.observer.accepted?.(accepted);
     if (deadLetters.length > 0) this.observer.deadLettered?.(deadLetters);
-    return { resolvedOffset: last.offset, published: events.length, deadLettered: deadLetters.length };
+    const acceptedCount = accepted ? accepted.stored + accepted.replayed : 0;
+    return { resolvedOffset: last.offset, published: events.length, accepted: acceptedCount, deadLettered: deadLetters.length };
   }
 
   /**
@@ -167,7 +224,7 @@ export class LocationBridge {
    */
   async run(batch: PartitionBatch, control: RunControl): Promise<RunOutcome> {
     const chunkSize = Math.max(1, control.chunkSize ?? DEFAULT_CHUNK_SIZE);
-    const outcome: RunOutcome = { resolvedOffset: null, published: 0, deadLettered: 0, attempts: 0, completed: false };
+    const outcome: RunOutcome = { resolvedOffset: null, published: 0, accepted: 0, deadLettered: 0, attempts: 0, completed: false };
     for (let start = 0; start < batch.messages.length; start += chunkSize) {
       const chunk: PartitionBatch = { ...batch, messages: batch.messages.slice(start, start + chunkSize) };
       const backoff = new Backoff(control.backoff);
@@ -185,6 +242,7 @@ export class LocationBridge {
         }
       }
       outcome.published += result.published;
+      outcome.accepted += result.accepted;
       outcome.deadLettered += result.deadLettered;
       if (result.resolvedOffset !== null) {
         outcome.resolvedOffset = result.resolvedOffset;

@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { z } from 'zod';
-import { commonEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
+import { commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { exitOnSignal } from '../lib/shutdown';
 import { startBridge, type BridgeOptions } from './bridge';
@@ -8,6 +8,7 @@ import { startBridge, type BridgeOptions } from './bridge';
 const bridgeEnv = z
   .object({
     ...commonEnv.shape,
+    ...databaseEnv.shape,
     ...redisEnv.shape,
     ...kafkaEnv.shape,
     BRIDGE_PORT: ports.BRIDGE_PORT,
@@ -31,6 +32,7 @@ export function bridgeOptionsFromEnv(env: BridgeEnv): BridgeOptions {
     clientId: `${env.KAFKA_CLIENT_ID}-bridge`,
     redisUrl: env.REDIS_URL,
     redisPrefix: env.REDIS_PREFIX,
+    databaseUrl: env.APP_DATABASE_URL,
     maxWaitMs: env.KAFKA_MAX_WAIT_MS,
     sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS,
     heartbeatIntervalMs: env.KAFKA_HEARTBEAT_INTERVAL_MS,

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { BridgeObserver, DeadLetter, RawMessage } from './locationBridge';
+import type { AcceptOutcome, BridgeObserver, DeadLetter, RawMessage } from './locationBridge';
+import { ID_CONFLICT, UNKNOWN_DEVICE } from './postgresAcceptor';
 
 /**
  * The bridge's Prometheus metrics, registered on the registry it is given (one per bridge, so
@@ -7,21 +8,24 @@ import type { BridgeObserver, DeadLetter, RawMessage } from './locationBridge';
  */
 
 /**
- * `parseLocationMessage` reasons folded into a bounded label set. The reasons are free text
- * (they name the field or the expected key), so matching is on their fixed leading words; an
- * unknown wording lands in `other` rather than growing the label set.
+ * `parseLocationMessage`'s and the acceptor's reasons folded into a bounded label set. The reasons
+ * are free text (they name the field, the expected key or the device), so matching is on their
+ * fixed leading words; an unknown wording lands in `other` rather than growing the label set.
  */
-export function deadLetterReasonClass(reason: string): 'empty' | 'not_json' | 'invalid_field' | 'wrong_key' | 'other' {
+export function deadLetterReasonClass(reason: string): 'empty' | 'not_json' | 'invalid_field' | 'wrong_key' | 'unknown_device' | 'id_conflict' | 'other' {
   if (reason.startsWith('empty message')) return 'empty';
   if (reason.startsWith('value is not JSON')) return 'not_json';
   if (reason.startsWith('invalid field')) return 'invalid_field';
   if (reason.startsWith('message key')) return 'wrong_key';
+  if (reason.startsWith(UNKNOWN_DEVICE)) return 'unknown_device';
+  if (reason.startsWith(ID_CONFLICT)) return 'id_conflict';
   return 'other';
 }
 
 export class BridgeMetrics implements BridgeObserver {
   readonly messagesPublished: Counter;
   readonly messagesDeadLettered: Counter<'reason'>;
+  readonly locationsAccepted: Counter<'result'>;
   readonly deliveryFailures: Counter;
   readonly publishDuration: Histogram;
   readonly eventAge: Histogram;
@@ -42,9 +46,15 @@ export class BridgeMetrics implements BridgeObserver {
       labelNames: ['reason'],
       registers,
     });
+    this.locationsAccepted = new Counter({
+      name: 'bridge_locations_accepted_total',
+      help: 'Locations without a seq (other producers) stored in PostgreSQL (result="stored") or found already stored (result="replayed").',
+      labelNames: ['result'],
+      registers,
+    });
     this.deliveryFailures = new Counter({
       name: 'bridge_delivery_failures_total',
-      help: 'Chunks that could not be published or dead-lettered and were retried (Redis or DLQ unavailable).',
+      help: 'Chunks that could not be published, accepted or dead-lettered and were retried (Redis, PostgreSQL or DLQ unavailable).',
       registers,
     });
     this.publishDuration = new Histogram({
@@ -95,6 +105,11 @@ export class BridgeMetrics implements BridgeObserver {
 
   deadLettered(letters: readonly DeadLetter[]): void {
     for (const letter of letters) this.messagesDeadLettered.inc({ reason: deadLetterReasonClass(letter.reason) });
+  }
+
+  accepted(outcome: AcceptOutcome): void {
+    if (outcome.stored > 0) this.locationsAccepted.inc({ result: 'stored' }, outcome.stored);
+    if (outcome.replayed > 0) this.locationsAccepted.inc({ result: 'replayed' }, outcome.replayed);
   }
 
   failed(): void {

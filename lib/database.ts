@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import type { ClientBase } from 'pg';
 import { Prisma, PrismaClient } from '../generated/prisma/client';
 import { isUuid } from './ids';
 
@@ -67,6 +68,30 @@ export function scopeSettings(scope: DatabaseScope): { scope: string; tenantId: 
 function requireUserId(userId: string): string {
   if (typeof userId !== 'string' || userId.length === 0) throw new TypeError('inScope: userId must be a non-empty string');
   return userId;
+}
+
+/**
+ * `inScope` for a dedicated `pg` session instead of the pool: BEGIN, the scope's settings
+ * (transaction-local, as in `inScope`), `work`, COMMIT; ROLLBACK if anything fails. For a process
+ * whose work must run on one particular connection: the outbox relay reads and deletes outbox rows
+ * on the session that holds its advisory lock, so a lost session cannot publish.
+ */
+export async function inSessionScope<T>(session: ClientBase, scope: DatabaseScope, work: () => Promise<T>): Promise<T> {
+  const settings = scopeSettings(scope);
+  await session.query('BEGIN');
+  try {
+    await session.query("SELECT set_config('app.scope', $1, true), set_config('app.tenant_id', $2, true), set_config('app.user_id', $3, true)", [
+      settings.scope,
+      settings.tenantId,
+      settings.userId,
+    ]);
+    const result = await work();
+    await session.query('COMMIT');
+    return result;
+  } catch (error) {
+    await session.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }
 
 export function createDatabase(options: { url: string; poolSize?: number; transactionOptions?: ScopeTransactionOptions }): Database {

@@ -1,12 +1,16 @@
 import { z } from 'zod';
 
 /**
- * The Kafka message that carries one accepted location (topic `KAFKA_TOPIC`, key
- * `<tenantId>:<deviceId>`), and the Redis message the bridge fans out. Defined once here and
- * imported by the producer (location subgraph), the bridge and the gateway.
+ * The Kafka message that carries one location (topic `KAFKA_TOPIC`, key `<tenantId>:<deviceId>`),
+ * and the Redis message the bridge fans out. Defined once here and imported by the producer
+ * (location subgraph), the bridge and the gateway.
  *
  * Other producers (kcat, partner systems) may write to the topic, so the bridge validates every
- * message against this schema and moves what fails to `<topic>.dlq`.
+ * message against `locationMessageSchema` and moves what fails to `<topic>.dlq`. CONTRACT.md
+ * describes their value as the Location fields plus `tenantId` and `deviceId`: no `seq`. The bridge
+ * does not publish such a message; it accepts it into PostgreSQL as `recordLocation` would, and the
+ * outbox relay publishes it with its sequence. So every event on Redis is a `LocationEvent`, with
+ * a `seq`.
  */
 
 // Field ranges are the contract's (CONTRACT.md, `Location`); the GraphQL input validation reuses them.
@@ -17,16 +21,16 @@ export const HEADING = { min: 0, max: 360 } as const;
 const finite = () => z.number().refine(Number.isFinite, 'must be a finite number');
 const optionalMeasure = (schema: z.ZodNumber) => schema.nullable().optional();
 
-export const locationEventSchema = z.object({
+/**
+ * Per-device acceptance order: 1, 2, 3, ... assigned in the database transaction that accepted the
+ * location. Subscribers use it to drop replays and to stay in order.
+ */
+const seq = z.number().int().positive();
+
+const locationFields = {
   id: z.uuid(),
   tenantId: z.uuid(),
   deviceId: z.uuid(),
-  /**
-   * Per-device acceptance order: 1, 2, 3, ... assigned in the database transaction that accepted
-   * the location. Subscribers use it to drop replays and to stay in order. Producers outside the
-   * platform may omit it; their messages are then de-duplicated by `id` only.
-   */
-  seq: z.number().int().positive().optional(),
   latitude: finite().min(LATITUDE.min).max(LATITUDE.max),
   longitude: finite().min(LONGITUDE.min).max(LONGITUDE.max),
   accuracy: optionalMeasure(z.number().min(0)),
@@ -35,19 +39,26 @@ export const locationEventSchema = z.object({
   altitude: optionalMeasure(finite()),
   recordedAt: z.iso.datetime({ offset: true }),
   receivedAt: z.iso.datetime({ offset: true }),
-});
+};
+
+/** An accepted location as the platform publishes it: on Kafka from the outbox relay, on Redis, to subscribers. */
+export const locationEventSchema = z.object({ ...locationFields, seq });
+
+/** A value on the Kafka topic: the platform's own messages carry `seq`; other producers' need not. */
+export const locationMessageSchema = z.object({ ...locationFields, seq: seq.optional() });
 
 export type LocationEvent = z.infer<typeof locationEventSchema>;
+export type LocationMessage = z.infer<typeof locationMessageSchema>;
 
 export function locationEventKey(event: Pick<LocationEvent, 'tenantId' | 'deviceId'>): string {
   return `${event.tenantId}:${event.deviceId}`;
 }
 
 export type LocationEventParseResult =
-  | { ok: true; event: LocationEvent }
+  | { ok: true; event: LocationMessage }
   | { ok: false; reason: string };
 
-/** Parses a raw Kafka message (key and value bytes) into an event, or says why it is not one. */
+/** Parses a raw Kafka message (key and value bytes) into a location message, or says why it is not one. */
 export function parseLocationMessage(
   key: Buffer | string | null | undefined,
   value: Buffer | string | null | undefined,
@@ -59,7 +70,7 @@ export function parseLocationMessage(
   } catch {
     return { ok: false, reason: 'value is not JSON' };
   }
-  const parsed = locationEventSchema.safeParse(json);
+  const parsed = locationMessageSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const field = issue?.path.join('.') || '(root)';

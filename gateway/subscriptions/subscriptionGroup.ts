@@ -146,7 +146,7 @@ export class SubscriptionGroup implements ScheduledWork {
 
   /** Takes one event heard on Redis. Replays are dropped; a jump queues the missing range first. */
   accept(event: LocationEvent): void {
-    if (this.ended || event.tenantId !== this.options.tenantId || event.seq === undefined) return;
+    if (this.ended || event.tenantId !== this.options.tenantId) return;
     if (this.options.deviceId && event.deviceId !== this.options.deviceId) return;
     // A device the group never saw was registered after the group started: it starts at 0.
     const last = this.taken.get(event.deviceId) ?? 0;
@@ -285,7 +285,7 @@ export class SubscriptionGroup implements ScheduledWork {
     }
     const entries: BatchEntry[] = [];
     const add = (event: LocationEvent, no: number) => {
-      if (event.seq === undefined || event.seq <= (this.batched.get(event.deviceId) ?? 0)) return;
+      if (event.seq <= (this.batched.get(event.deviceId) ?? 0)) return;
       this.batched.set(event.deviceId, event.seq);
       if (event.seq > (this.taken.get(event.deviceId) ?? 0)) this.taken.set(event.deviceId, event.seq);
       entries.push({ no, event });
@@ -301,12 +301,11 @@ export class SubscriptionGroup implements ScheduledWork {
         const missed = await history.between(caller, tenantId, item.after.map((p) => ({ deviceId: p.deviceId, after: p.sequence })), limits.historyLimit);
         for (const event of missed) {
           entries.push({ no: item.no, target: item.target, event });
-          const seq = event.seq as number;
-          if (seq > (item.target.floor.get(event.deviceId) ?? 0)) item.target.floor.set(event.deviceId, seq);
+          if (event.seq > (item.target.floor.get(event.deviceId) ?? 0)) item.target.floor.set(event.deviceId, event.seq);
         }
       } else if (!useHistory) entries.push({ no: item.no, missing: item.kind === 'gap' ? item.range : {} });
       else if (item.kind === 'gap') {
-        for (const event of filled.get(item.range.deviceId) ?? []) if ((event.seq as number) < item.range.before) add(event, item.no);
+        for (const event of filled.get(item.range.deviceId) ?? []) if (event.seq < item.range.before) add(event, item.no);
       } else {
         const now = await history.positions(caller, tenantId, deviceId);
         const behind = now.filter((p) => p.sequence > (item.taken.get(p.deviceId) ?? 0)).map((p) => ({ deviceId: p.deviceId, after: item.taken.get(p.deviceId) ?? 0 }));
@@ -354,7 +353,7 @@ export class SubscriptionGroup implements ScheduledWork {
       for (const subscriber of this.subscribers) {
         if (entry.no < subscriber.from) continue;
         const floor = event ? subscriber.floor.get(event.deviceId) : undefined;
-        if (event && floor !== undefined && (event.seq as number) <= floor) continue;
+        if (event && floor !== undefined && event.seq <= floor) continue;
         subscriber.stream.deliver(json);
       }
     }

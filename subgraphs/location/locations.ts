@@ -1,18 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { Tx } from '../../lib/database';
-import { BadUserInput, NotFound } from '../../lib/errors';
-import type { LocationEvent } from '../../lib/locationEvent';
-import type { AcceptedInput } from './validation';
+import { BadUserInput } from '../../lib/errors';
+import type { LocationRecord } from '../../lib/locationStore';
 import { isUuid } from '../../lib/ids';
-
-/** A stored location, as resolvers see it (from the database or from a Kafka/Redis event). */
-export interface LocationRecord extends Omit<AcceptedInput, 'recordedAt'> {
-  id: string;
-  tenantId: string;
-  seq: bigint | number;
-  recordedAt: Date | string;
-  receivedAt: Date | string;
-}
 
 const locationFields = {
   id: true,
@@ -28,57 +17,6 @@ const locationFields = {
   recordedAt: true,
   receivedAt: true,
 } as const;
-
-export function toEvent(location: LocationRecord): LocationEvent {
-  return {
-    id: location.id,
-    tenantId: location.tenantId,
-    deviceId: location.deviceId,
-    seq: Number(location.seq),
-    latitude: location.latitude,
-    longitude: location.longitude,
-    accuracy: location.accuracy,
-    speed: location.speed,
-    heading: location.heading,
-    altitude: location.altitude,
-    recordedAt: new Date(location.recordedAt).toISOString(),
-    receivedAt: new Date(location.receivedAt).toISOString(),
-  };
-}
-
-/**
- * Stores accepted locations and their outbox rows in the caller's transaction. Each device's row
- * is locked while its counter advances, so per-device sequence numbers follow acceptance order
- * even with concurrent writers; devices are locked in id order so two batches cannot deadlock.
- */
-export async function storeLocations(tx: Tx, accepted: AcceptedInput[], receivedAt: Date): Promise<LocationRecord[]> {
-  const byDevice = new Map<string, number[]>();
-  accepted.forEach((input, index) => {
-    const indexes = byDevice.get(input.deviceId) ?? [];
-    indexes.push(index);
-    byDevice.set(input.deviceId, indexes);
-  });
-  const records: LocationRecord[] = new Array(accepted.length);
-  for (const deviceId of [...byDevice.keys()].sort()) {
-    const indexes = byDevice.get(deviceId) as number[];
-    const notFound = () => new NotFound('Device', { field: 'deviceId', index: indexes[0] as number });
-    if (!isUuid(deviceId)) throw notFound();
-    // RLS hides another tenant's device: the update matches no row, exactly as for an unknown id.
-    const updated = await tx.device.updateMany({ where: { id: deviceId }, data: { lastSeq: { increment: indexes.length } } });
-    if (updated.count === 0) throw notFound();
-    const device = await tx.device.findUniqueOrThrow({ where: { id: deviceId }, select: { tenantId: true, lastSeq: true } });
-    const first = device.lastSeq - BigInt(indexes.length) + 1n;
-    indexes.forEach((index, offset) => {
-      const input = accepted[index] as AcceptedInput;
-      records[index] = { id: randomUUID(), tenantId: device.tenantId, seq: first + BigInt(offset), receivedAt, ...input };
-    });
-  }
-  await tx.location.createMany({ data: records.map((r) => ({ ...r, seq: BigInt(r.seq), recordedAt: new Date(r.recordedAt), receivedAt })) });
-  await tx.locationOutbox.createMany({
-    data: records.map((r) => ({ locationId: r.id, tenantId: r.tenantId, deviceId: r.deviceId, payload: toEvent(r) })),
-  });
-  return records;
-}
 
 /**
  * The newest location (by recordedAt, then seq) of each device, in one query: a list of devices

@@ -8,8 +8,9 @@ import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent
 import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
 import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
-import { devicePositions, lastLocations, locationPage, locationsBetween, storeLocations, type LocationPageArgs, type LocationRecord, type SequenceRange } from './locations';
-import { OUTBOX_CHANNEL, type OutboxRelay } from './outboxRelay';
+import { announceOutbox, storeLocations, type LocationRecord } from '../../lib/locationStore';
+import { devicePositions, lastLocations, locationPage, locationsBetween, type LocationPageArgs, type SequenceRange } from './locations';
+import type { OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 
 export interface LocationContext {
@@ -56,7 +57,7 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
       // Claimed only for devices the caller may write to, and before commit: a refusal rolls back.
       await context.rateLimit.claim(deviceIds);
       claimed = true;
-      await tx.$executeRaw`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`;
+      await announceOutbox(tx);
       return stored;
     });
     context.relay.wake();
@@ -81,7 +82,7 @@ function subscriptionEvents(context: LocationContext, args: { tenantId: string; 
   if (!Array.isArray(context.locationEvents)) throw new BadUserInput('locationEvents', 'locationUpdated is served by the gateway over graphql-ws');
   return context.locationEvents.map((raw) => {
     const parsed = locationEventSchema.safeParse(raw);
-    if (!parsed.success || parsed.data.seq === undefined) return new FleetError('BAD_USER_INPUT', 'not a location event', { field: 'locationEvents' });
+    if (!parsed.success) return new FleetError('BAD_USER_INPUT', 'not a location event', { field: 'locationEvents' });
     const event = parsed.data;
     const visible = caller.role === 'ADMIN' || caller.tenantId === event.tenantId;
     if (!visible || event.tenantId !== args.tenantId || (args.deviceId && args.deviceId !== event.deviceId)) return new NotFound('Location');

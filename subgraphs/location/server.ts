@@ -17,7 +17,7 @@ export interface LocationSubgraphOptions {
   port: number;
   callerSigningSecret: string;
   db: Database;
-  /** Direct connection URL for the outbox relay's advisory lock and LISTEN. */
+  /** Direct connection URL for the outbox relay's lock session (advisory lock, LISTEN, outbox reads and deletes). */
   databaseUrl: string;
   redis: Redis;
   redisPrefix: string;
@@ -31,7 +31,6 @@ export interface LocationSubgraphOptions {
 export async function startLocationSubgraph(options: LocationSubgraphOptions): Promise<RunningSubgraph> {
   const rateLimit = new DeviceRateLimit(options.redis, options.redisPrefix, options.minIntervalMs);
   const relay = new OutboxRelay({
-    db: options.db,
     databaseUrl: options.databaseUrl,
     producer: options.producer,
     topic: options.topic,

@@ -117,12 +117,14 @@ test("a member cannot write into another tenant or touch its rows", async () => 
   await expect(inA((tx) => tx.tenantMember.create({ data: { userId: 'loner', tenantId: B.tenant } }))).rejects.toThrow(/row-level security/);
   // Only the platform writes users: the member's own row is invisible to UPDATE ("not found").
   await expect(inA((tx) => tx.user.update({ where: { id: A.member }, data: { role: 'ADMIN' } }))).rejects.toThrow();
-  expect(await inA((tx) => tx.device.updateMany({ where: { id: B.device }, data: { name: 'renamed' } }))).toEqual({ count: 0 });
+  // The one column a member may update (its devices' counters) is out of reach on another tenant's device.
+  expect(await inA((tx) => tx.device.updateMany({ where: { id: B.device }, data: { lastSeq: { increment: 1 } } }))).toEqual({ count: 0 });
   expect(await inA((tx) => tx.device.deleteMany({ where: { tenantId: B.tenant } }))).toEqual({ count: 0 });
-  // Moving one's own device into another tenant fails the WITH CHECK.
-  await expect(inA((tx) => tx.device.update({ where: { id: A.device }, data: { tenantId: B.tenant } }))).rejects.toThrow(/row-level security/);
-  const { rows } = await owner.query('SELECT tenant_id, name FROM devices WHERE id = $1', [B.device]);
-  expect(rows).toEqual([{ tenant_id: B.tenant, name: 'truck' }]);
+  // A device's tenant and name cannot be updated at all (column grant), so no device moves tenant.
+  await expect(inA((tx) => tx.device.update({ where: { id: A.device }, data: { tenantId: B.tenant } }))).rejects.toThrow(/permission denied for table devices/);
+  await expect(inA((tx) => tx.device.updateMany({ where: { id: B.device }, data: { name: 'renamed' } }))).rejects.toThrow(/permission denied for table devices/);
+  const { rows } = await owner.query('SELECT tenant_id, name, last_seq FROM devices WHERE id = $1', [B.device]);
+  expect(rows).toEqual([{ tenant_id: B.tenant, name: 'truck', last_seq: '0' }]);
 });
 
 test('with no scope every table reads as empty, and no scope outlives its transaction', async () => {
@@ -173,4 +175,95 @@ test('the composite foreign key and the CHECK constraints hold even for the plat
   await expect(system((tx) => tx.location.create({ data: location(A, 51, { latitude: 91 }) }))).rejects.toThrow(/latitude_check/);
   await expect(system((tx) => tx.location.create({ data: location(A, 52, { heading: 361 }) }))).rejects.toThrow(/heading_check/);
   await expect(system((tx) => tx.user.create({ data: { id: 'upper', email: 'Upper@Example.com' } }))).rejects.toThrow(/email_lower_check/);
+});
+
+/**
+ * Role, not only tenant: statements a member's resolvers never make, run as fleet_app in that
+ * member's own tenant, where tenant isolation alone lets them through. An UPDATE or DELETE whose
+ * rows the policy hides matches nothing (PostgreSQL reports 0 rows, not an error); an INSERT that
+ * fails its WITH CHECK, a column without a grant and the counter's trigger raise.
+ */
+describe('the database enforces what a role may write', () => {
+  const user: DatabaseScope = { kind: 'user', userId: 'loner' };
+  const run = (scope: DatabaseScope, work: (tx: Tx) => Promise<number>) => db.inScope(scope, work);
+  const snapshot = async () => {
+    const { rows } = await owner.query(
+      `SELECT (SELECT row_to_json(t) FROM tenants t WHERE id = $1) AS tenant,
+              (SELECT json_agg(m ORDER BY user_id) FROM tenant_members m WHERE tenant_id = $1) AS members,
+              (SELECT json_agg(d ORDER BY id) FROM devices d WHERE tenant_id = $1) AS devices,
+              (SELECT count(*)::int FROM locations WHERE tenant_id = $1) AS locations,
+              (SELECT count(*)::int FROM location_outbox WHERE tenant_id = $1) AS outbox,
+              (SELECT json_agg(u ORDER BY id) FROM users u) AS users`,
+      [A.tenant],
+    );
+    return rows[0];
+  };
+
+  // Hidden from the command's policy: the statement matches no row.
+  test.each<[string, DatabaseScope, (tx: Tx) => Promise<number>]>([
+    ['rename its tenant', memberA, (tx) => tx.$executeRaw`UPDATE tenants SET name = 'taken over' WHERE id = ${A.tenant}::uuid`],
+    ['delete its tenant (cascading to devices and locations)', memberA, (tx) => tx.$executeRaw`DELETE FROM tenants WHERE id = ${A.tenant}::uuid`],
+    ['move a membership', memberA, (tx) => tx.$executeRaw`UPDATE tenant_members SET created_at = now() WHERE user_id = ${A.member}`],
+    ['remove a member', memberA, (tx) => tx.$executeRaw`DELETE FROM tenant_members WHERE tenant_id = ${A.tenant}::uuid`],
+    ['delete a device', memberA, (tx) => tx.$executeRaw`DELETE FROM devices WHERE id = ${A.device}::uuid`],
+    ['make itself ADMIN', memberA, (tx) => tx.$executeRaw`UPDATE users SET role = 'ADMIN' WHERE id = ${A.member}`],
+    ['drop outbox rows before they are published', memberA, (tx) => tx.$executeRaw`DELETE FROM location_outbox WHERE tenant_id = ${A.tenant}::uuid`],
+    ['(no tenant) change its own user row', user, (tx) => tx.$executeRaw`UPDATE users SET email = 'x@example.com' WHERE id = 'loner'`],
+    ['(no tenant) advance a device counter', user, (tx) => tx.$executeRaw`UPDATE devices SET last_seq = last_seq + 1`],
+  ])('refused, matching no row: %s', async (_what, scope, statement) => {
+    const before = await snapshot();
+    expect(await run(scope, statement)).toBe(0);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  // Refused with an error: a WITH CHECK, a missing column grant, or the counter's trigger.
+  test.each<[string, DatabaseScope, (tx: Tx) => Promise<number>, RegExp]>([
+    ['create a tenant', memberA, (tx) => tx.$executeRaw`INSERT INTO tenants (id, name) VALUES (${randomUUID()}::uuid, 'mine')`, /row-level security/],
+    ['add a member to its own tenant', memberA, (tx) => tx.$executeRaw`INSERT INTO tenant_members (user_id, tenant_id) VALUES ('loner', ${A.tenant}::uuid)`, /row-level security/],
+    ['rename a device', memberA, (tx) => tx.$executeRaw`UPDATE devices SET name = 'renamed' WHERE id = ${A.device}::uuid`, /permission denied for table devices/],
+    ["move a device to another tenant", memberA, (tx) => tx.$executeRaw`UPDATE devices SET tenant_id = ${B.tenant}::uuid WHERE id = ${A.device}::uuid`, /permission denied for table devices/],
+    ['wind a device counter back', memberA, (tx) => tx.$executeRaw`UPDATE devices SET last_seq = last_seq - 1 WHERE id = ${A.device}::uuid`, /last_seq may only grow/],
+    ['register a device with a running counter', memberA, (tx) => tx.$executeRaw`INSERT INTO devices (id, tenant_id, name, last_seq) VALUES (${randomUUID()}::uuid, ${A.tenant}::uuid, 'x', 5)`, /row-level security/],
+    ['create a user', memberA, (tx) => tx.$executeRaw`INSERT INTO users (id, email) VALUES ('mallory', 'mallory@example.com')`, /row-level security/],
+    ['rewrite a location', memberA, (tx) => tx.$executeRaw`UPDATE locations SET latitude = 0 WHERE tenant_id = ${A.tenant}::uuid`, /permission denied for table locations/],
+    ['rewrite an outbox row', memberA, (tx) => tx.$executeRaw`UPDATE location_outbox SET payload = '{}' WHERE tenant_id = ${A.tenant}::uuid`, /permission denied for table location_outbox/],
+    ['(no tenant) join a tenant', user, (tx) => tx.$executeRaw`INSERT INTO tenant_members (user_id, tenant_id) VALUES ('loner', ${A.tenant}::uuid)`, /row-level security/],
+    ['(no tenant) register a device', user, (tx) => tx.$executeRaw`INSERT INTO devices (id, tenant_id, name) VALUES (${randomUUID()}::uuid, ${A.tenant}::uuid, 'x')`, /row-level security/],
+    ['(no tenant) record a location', user, (tx) => tx.$executeRaw`INSERT INTO locations (id, tenant_id, device_id, seq, latitude, longitude, recorded_at, received_at) VALUES (${randomUUID()}::uuid, ${A.tenant}::uuid, ${A.device}::uuid, 1000, 0, 0, now(), now())`, /row-level security/],
+  ])('refused with an error: %s', async (_what, scope, statement, error) => {
+    const before = await snapshot();
+    await expect(run(scope, statement)).rejects.toThrow(error);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test("a member still writes what its resolvers write: a device, its counter, locations and outbox rows", async () => {
+    const device = randomUUID();
+    const location = randomUUID();
+    const written = await run(memberA, async (tx) => {
+      let rows = await tx.$executeRaw`INSERT INTO devices (id, tenant_id, name) VALUES (${device}::uuid, ${A.tenant}::uuid, 'new truck')`;
+      rows += await tx.$executeRaw`UPDATE devices SET last_seq = last_seq + 1 WHERE id = ${device}::uuid`;
+      rows += await tx.$executeRaw`INSERT INTO locations (id, tenant_id, device_id, seq, latitude, longitude, recorded_at, received_at) VALUES (${location}::uuid, ${A.tenant}::uuid, ${device}::uuid, 1, 1, 2, now(), now())`;
+      rows += await tx.$executeRaw`INSERT INTO location_outbox (location_id, tenant_id, device_id, payload) VALUES (${location}::uuid, ${A.tenant}::uuid, ${device}::uuid, '{}')`;
+      return rows;
+    });
+    expect(written).toBe(4);
+    const { rows } = await owner.query('SELECT last_seq FROM devices WHERE id = $1', [device]);
+    expect(rows).toEqual([{ last_seq: '1' }]);
+  });
+
+  test('admin and system keep what the subgraphs and the relay do', async () => {
+    const tenant = randomUUID();
+    await db.inScope({ kind: 'admin', userId: 'admin' }, async (tx) => {
+      await tx.tenant.create({ data: { id: tenant, name: `tenant ${tenant}` } });
+      await tx.tenantMember.upsert({ where: { userId: 'loner' }, create: { userId: 'loner', tenantId: tenant }, update: { tenantId: tenant } });
+    });
+    await db.inScope({ kind: 'system' }, async (tx) => {
+      await tx.user.upsert({ where: { id: 'loner' }, create: { id: 'loner', email: 'loner@example.com' }, update: { email: 'loner@example.com' } });
+      expect((await tx.locationOutbox.deleteMany({ where: { tenantId: B.tenant } })).count).toBe(1);
+    });
+    const { rows } = await owner.query('SELECT tenant_id FROM tenant_members WHERE user_id = $1', ['loner']);
+    expect(rows).toEqual([{ tenant_id: tenant }]);
+    // Back where the other tests expect the seeds.
+    await db.inScope({ kind: 'admin', userId: 'admin' }, (tx) => tx.tenantMember.delete({ where: { userId: 'loner' } }));
+  });
 });

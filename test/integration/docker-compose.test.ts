@@ -371,7 +371,7 @@ describe('docker-compose.yml', () => {
       redis: 'service_healthy',
       'kafka-init': 'service_completed_successfully',
     });
-    expect(deps('bridge')).toEqual({ redis: 'service_healthy', 'kafka-init': 'service_completed_successfully' });
+    expect(deps('bridge')).toEqual({ migrate: 'service_completed_successfully', redis: 'service_healthy', 'kafka-init': 'service_completed_successfully' });
     expect(deps('gateway')).toEqual({
       migrate: 'service_completed_successfully',
       'cognito-init': 'service_completed_successfully',
@@ -429,7 +429,7 @@ describe('docker-compose.yml', () => {
   });
 
   it("points the processes at this stack's services", () => {
-    for (const name of ['gateway', 'auth', 'tenant', 'location']) {
+    for (const name of ['gateway', 'auth', 'tenant', 'location', 'bridge']) {
       const url = new URL(service(name).environment.APP_DATABASE_URL as string);
       expect({ name, host: url.host, user: url.username, db: url.pathname }).toEqual({ name, host: 'postgres:5432', user: 'fleet_app', db: '/fleet' });
     }

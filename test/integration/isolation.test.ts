@@ -334,7 +334,8 @@ describe('the database as fleet_app', () => {
     await expect(inA((tx) => tx.location.create({ data: { id: randomUUID(), tenantId: B.id, deviceId: bDevice, seq: 999n, latitude: 0, longitude: 0, recordedAt: new Date(), receivedAt: new Date() } }))).rejects.toThrow();
     await expect(inA((tx) => tx.tenantMember.update({ where: { userId: A.member.userId }, data: { tenantId: B.id } }))).rejects.toThrow();
     await expect(inA((tx) => tx.tenant.update({ where: { id: B.id }, data: { name: 'pwned' } }))).rejects.toThrow();
-    expect(await inA((tx) => tx.device.updateMany({ where: { id: bDevice }, data: { name: 'pwned' } }))).toEqual({ count: 0 });
+    // lastSeq: the only device column fleet_app may update at all (names are refused outright).
+    expect(await inA((tx) => tx.device.updateMany({ where: { id: bDevice }, data: { lastSeq: { increment: 1 } } }))).toEqual({ count: 0 });
   });
 
   test.each([

@@ -168,6 +168,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
         clientId: `bridge-${run}`,
         redisUrl,
         redisPrefix,
+        databaseUrl: database.appUrl,
         maxWaitMs: 50,
         sessionTimeoutMs: 6000,
         heartbeatIntervalMs: 500,

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { LocationEvent } from '../../lib/locationEvent';
+import type { LocationEvent, LocationMessage } from '../../lib/locationEvent';
 import {
   Backoff,
   BridgeDeliveryError,
   LocationBridge,
+  type AcceptOutcome,
   type DeadLetter,
+  type LocationAcceptor,
   type DeadLetterSink,
   type LocationPublisher,
   type PartitionBatch,
@@ -47,6 +49,29 @@ class FakePublisher implements LocationPublisher {
   }
 }
 
+/** PostgreSQL stand-in: knows some devices, remembers stored ids (a replay stores nothing), can fail. */
+class FakeAcceptor implements LocationAcceptor {
+  readonly stored: LocationMessage[] = [];
+  readonly knownDevices = new Set<string>(devices);
+  failNext = 0;
+  async accept(locations: readonly LocationMessage[]): Promise<AcceptOutcome> {
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      throw new Error('Connection terminated unexpectedly');
+    }
+    const outcome: AcceptOutcome = { stored: 0, replayed: 0, refused: [] };
+    locations.forEach((location, index) => {
+      if (!this.knownDevices.has(location.deviceId)) outcome.refused.push({ index, reason: `unknown device: ${location.deviceId} is not a device of tenant ${location.tenantId}` });
+      else if (this.stored.some((s) => s.id === location.id)) outcome.replayed += 1;
+      else {
+        this.stored.push(location);
+        outcome.stored += 1;
+      }
+    });
+    return outcome;
+  }
+}
+
 class FakeDeadLetters implements DeadLetterSink {
   readonly letters: DeadLetter[] = [];
   failNext = 0;
@@ -61,17 +86,26 @@ class FakeDeadLetters implements DeadLetterSink {
 
 function setup() {
   const publisher = new FakePublisher();
+  const acceptor = new FakeAcceptor();
   const deadLetters = new FakeDeadLetters();
   const failures: number[] = [];
-  const bridge = new LocationBridge({ publisher, deadLetters, observer: { failed: (_error, attempt) => failures.push(attempt) } });
-  return { publisher, deadLetters, bridge, failures };
+  const bridge = new LocationBridge({ publisher, acceptor, deadLetters, observer: { failed: (_error, attempt) => failures.push(attempt) } });
+  return { publisher, acceptor, deadLetters, bridge, failures };
 }
 
+/** A location as another producer writes it: the contract's fields, no `seq`. */
+function unsequenced(deviceId: string) {
+  const { seq: _seq, ...value } = location(deviceId, 0);
+  return message(`${tenantId}:${deviceId}`, value);
+}
+const idOf = (m: RawMessage) => (JSON.parse(m.value!.toString()) as { id: string }).id;
+
 /** A RunControl that records resolved offsets and waits, and checks the publish-before-resolve rule. */
-function control(publisher: FakePublisher, deadLetters: FakeDeadLetters, batch: PartitionBatch, extra: Partial<RunControl> = {}) {
+function control(publisher: FakePublisher, deadLetters: FakeDeadLetters, batch: PartitionBatch, extra: Partial<RunControl> = {}, acceptor?: FakeAcceptor) {
   const resolved: string[] = [];
   const waits: number[] = [];
-  const handled = () => new Set([...publisher.published.map((e) => e.id), ...deadLetters.letters.map((l) => l.source.offset)]);
+  const handled = () =>
+    new Set([...publisher.published.map((e) => e.id), ...(acceptor?.stored.map((l) => l.id) ?? []), ...deadLetters.letters.map((l) => l.source.offset)]);
   const ctl: RunControl = {
     isActive: () => true,
     resolve: (offset) => {
@@ -114,7 +148,7 @@ describe('LocationBridge.process', () => {
     ];
     const outcome = await bridge.process(batchOf(messages));
 
-    expect(outcome).toEqual({ resolvedOffset: messages[7]!.offset, published: 4, deadLettered: 4 });
+    expect(outcome).toEqual({ resolvedOffset: messages[7]!.offset, published: 4, accepted: 0, deadLettered: 4 });
     expect(publisher.published.map((e) => `${e.deviceId === a ? 'a' : 'b'}${e.seq}`)).toEqual(['a1', 'b1', 'a2', 'b2']);
     expect(deadLetters.letters.map((l) => [l.source.offset, deadLetterReasonClass(l.reason)])).toEqual([
       [messages[1]!.offset, 'not_json'],
@@ -148,6 +182,35 @@ describe('LocationBridge.process', () => {
     expect(deadLetters.letters).toHaveLength(1);
   });
 
+  it('hands locations without a seq to the acceptor, never to Redis, and dead-letters what it refuses', async () => {
+    const { publisher, acceptor, deadLetters, bridge } = setup();
+    const [a, b] = devices as [string, string];
+    const stranger = randomUUID();
+    const messages = [good(a, 1), unsequenced(a), message('k', 'nope'), unsequenced(stranger), good(b, 1), unsequenced(b)];
+    const outcome = await bridge.process(batchOf(messages));
+
+    expect(outcome).toEqual({ resolvedOffset: messages[5]!.offset, published: 2, accepted: 2, deadLettered: 2 });
+    expect(publisher.published.map((e) => e.id)).toEqual([idOf(messages[0]!), idOf(messages[4]!)]);
+    expect(acceptor.stored.map((l) => l.id)).toEqual([idOf(messages[1]!), idOf(messages[5]!)]);
+    // In offset order, each with its reason: the invalid message and the refused location.
+    expect(deadLetters.letters.map((l) => [l.source.offset, deadLetterReasonClass(l.reason)])).toEqual([
+      [messages[2]!.offset, 'not_json'],
+      [messages[3]!.offset, 'unknown_device'],
+    ]);
+    expect(deadLetters.letters[1]!.reason).toContain(stranger);
+    expect(deadLetters.letters[1]!.value).toBe(messages[3]!.value);
+  });
+
+  it('resolves nothing, publishes nothing and dead-letters nothing when the acceptor fails', async () => {
+    const { publisher, acceptor, deadLetters, bridge } = setup();
+    acceptor.failNext = 1;
+    const batch = batchOf([good(devices[0]!, 1), unsequenced(devices[0]!), message('k', 'nope')]);
+    const error = await bridge.process(batch).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BridgeDeliveryError);
+    expect((error as BridgeDeliveryError).message).toMatch(/PostgreSQL/);
+    expect([publisher.calls, acceptor.stored.length, deadLetters.letters.length]).toEqual([0, 0, 0]);
+  });
+
   it('resolves nothing when the dead-letter sink fails', async () => {
     const { deadLetters, bridge } = setup();
     deadLetters.failNext = 1;
@@ -156,7 +219,7 @@ describe('LocationBridge.process', () => {
 
   it('answers an empty batch with nothing to resolve', async () => {
     const { publisher, bridge } = setup();
-    expect(await bridge.process(batchOf([]))).toEqual({ resolvedOffset: null, published: 0, deadLettered: 0 });
+    expect(await bridge.process(batchOf([]))).toEqual({ resolvedOffset: null, published: 0, accepted: 0, deadLettered: 0 });
     expect(publisher.calls).toBe(0);
   });
 });
@@ -197,6 +260,26 @@ describe('LocationBridge.run', () => {
     expect(resolved).toEqual([1, 3, 5].map((i) => batch.messages[i]!.offset));
     expect(publisher.published.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(outcome).toMatchObject({ completed: true, attempts: 7 });
+  });
+
+  it('retries a chunk whose acceptor failed; what it stored before the failure is recognised, not stored twice', async () => {
+    const { publisher, acceptor, deadLetters, bridge } = setup();
+    const batch = batchOf([unsequenced(devices[0]!), good(devices[1]!, 1), unsequenced(devices[1]!)]);
+    const { ctl, resolved } = control(publisher, deadLetters, batch, {}, acceptor);
+    // The first attempt commits in PostgreSQL, then Redis refuses: the chunk is replayed whole.
+    publisher.failNext = 1;
+    const outcomes: AcceptOutcome[] = [];
+    const accept = acceptor.accept.bind(acceptor);
+    acceptor.accept = async (locations) => {
+      const outcome = await accept(locations);
+      outcomes.push(outcome);
+      return outcome;
+    };
+    const outcome = await bridge.run(batch, ctl);
+    expect(outcomes.map((o) => [o.stored, o.replayed])).toEqual([[2, 0], [0, 2]]);
+    expect(acceptor.stored.map((l) => l.id)).toEqual([idOf(batch.messages[0]!), idOf(batch.messages[2]!)]);
+    expect(resolved).toEqual([batch.messages[2]!.offset]);
+    expect(outcome).toMatchObject({ completed: true, attempts: 2, published: 1, accepted: 2 });
   });
 
   it('abandons the batch unresolved when told to stop while the publisher is failing', async () => {
