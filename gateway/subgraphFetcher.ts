@@ -19,7 +19,7 @@ const SHARE_AS = 'x-fleet-share-as';
 
 /** Who a fetch runs as, for sharing: two fetches may share an answer only if this is equal. */
 export function sharingIdentity(caller: Caller | null): string {
-  return caller ? `${caller.userId}\u0000${caller.role}\u0000${caller.tenantId ?? ''}` : 'anonymous';
+  return caller ? `${caller.userId} ${caller.role} ${caller.tenantId ?? '-'}` : 'anonymous';
 }
 
 export interface SharedFetchStats {
@@ -42,9 +42,10 @@ export function sharingFetch(timeoutMs: number, stats: SharedFetchStats): Fetche
       headers: [...response.headers.entries()],
       body: await response.text(),
     }));
-  return (async (url: string, init: RequestInit & { headers: Headers }) => {
-    const identity = init.headers.get(SHARE_AS);
-    init.headers.delete(SHARE_AS);
+  // RemoteGraphQLDataSource hands plain objects: headers as a record of lower-cased names.
+  return (async (url: string, init: RequestInit & { headers: Record<string, string> }) => {
+    const identity = init.headers[SHARE_AS] ?? null;
+    delete init.headers[SHARE_AS];
     if (identity === null || typeof init.body !== 'string') return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     const key = `${url}\u0000${identity}\u0000${init.body}`;
     let answer = inFlight.get(key);
