@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { EXAMPLE_SECRETS } from '../lib/config';
 import { startCognitoLocal, type CognitoLocal } from './cognito-local';
 import { startKafkaMock, type KafkaMock } from './kafka-mock';
 import { migrate } from './migrate';
@@ -37,15 +38,16 @@ const DEFAULTS: Record<string, string> = {
   KAFKA_TOPIC: 'locations',
   AWS_REGION: 'us-east-1',
   ADMIN_EMAIL: 'admin@fleet.local',
-  ADMIN_PASSWORD: 'change-me-please',
-  CALLER_SIGNING_SECRET: 'local-development-only-caller-signing-secret',
+  // The repository's example values: refused outside development (lib/config.ts).
+  ADMIN_PASSWORD: EXAMPLE_SECRETS.ADMIN_PASSWORD,
+  CALLER_SIGNING_SECRET: EXAMPLE_SECRETS.CALLER_SIGNING_SECRET,
 };
 
 /** fleet_app on the same server and database as the owner URL (local development and tests). */
 export function appUrlFor(ownerUrl: string): string {
   const url = new URL(ownerUrl);
   url.username = 'fleet_app';
-  url.password = 'fleet_app';
+  url.password = EXAMPLE_SECRETS.FLEET_APP_PASSWORD;
   return url.toString();
 }
 
