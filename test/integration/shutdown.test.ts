@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { startKafkaMock, type KafkaMock } from '../../tools/kafka-mock';
 import { freePort } from '../support/redisServer';
 import { startEntry, type ChildEntry } from '../support/processes';
+import { createTestDatabase } from '../support/testDatabase';
 
 /**
  * One SIGTERM stops a process within SHUTDOWN_TIMEOUT_MS, cleanly (exit 0), even when a dependency
  * is gone: the bridge while Kafka was never reachable (still starting) and after the broker went
- * away (kafkajs retries the lost broker for minutes); and a supervised process stops when the
- * parent holding its stdin is gone. Real processes, real Redis, the Kafka stand-in.
+ * away (kafkajs retries the lost broker for minutes); the location subgraph and the gateway with
+ * Kafka, respectively the subgraphs, unreachable; and a supervised process stops when the parent
+ * holding its stdin is gone. Real processes, real PostgreSQL and Redis, the Kafka stand-in.
  */
 const SHUTDOWN_TIMEOUT_MS = 4_000;
 const children: ChildEntry[] = [];
@@ -84,4 +86,69 @@ test('a supervised process stops when its parent is gone (the write end of its s
   expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
   expect(Date.now() - closed).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
   expect(bridge.lines.join('\n')).toMatch(/"reason":"stdin closed: the parent process is gone"/);
+});
+
+describe('the GraphQL processes drain and exit 0 on one SIGTERM', () => {
+  const common = async () => {
+    const run = randomUUID().slice(0, 8);
+    return {
+      PATH: process.env.PATH,
+      LOG_LEVEL: 'info',
+      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      REDIS_PREFIX: `test:${run}:`,
+      CALLER_SIGNING_SECRET: `test-secret-${randomUUID()}`,
+      SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    };
+  };
+  const drops: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const drop of drops) await drop();
+  });
+
+  // Apollo Server's own signal handlers used to stop the server and raise the signal again, which
+  // the process took for a second signal: exit 1 at once, database and Redis never closed.
+  test('the location subgraph, Kafka unreachable', async () => {
+    const database = await createTestDatabase();
+    drops.push(() => database.drop());
+    const location = startEntry('subgraphs/location/main.ts', {
+      ...(await common()),
+      APP_DATABASE_URL: database.appUrl,
+      KAFKA_BROKERS: `127.0.0.1:${await freePort()}`,
+      KAFKA_TOPIC: `shutdown-${randomUUID()}`,
+      LOCATION_PORT: '0',
+    });
+    children.push(location);
+    await location.waitForLine(/"msg":"subgraph listening"/);
+    const exit = await location.signal('SIGTERM');
+    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+    expect(exit.ms).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+    expect(location.lines.join('\n')).not.toMatch(/second signal/);
+  });
+
+  test('the gateway, its subgraphs unreachable', async () => {
+    const database = await createTestDatabase();
+    drops.push(() => database.drop());
+    const closed = async () => `http://127.0.0.1:${await freePort()}/graphql`;
+    const gateway = startEntry('gateway/main.ts', {
+      ...(await common()),
+      APP_DATABASE_URL: database.appUrl,
+      GATEWAY_PORT: '0',
+      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_METRICS_PORT: '0',
+      AUTH_URL: await closed(),
+      TENANT_URL: await closed(),
+      LOCATION_URL: await closed(),
+      COGNITO_ENDPOINT: process.env.TEST_COGNITO_ENDPOINT,
+      COGNITO_USER_POOL_ID: process.env.TEST_COGNITO_USER_POOL_ID,
+      COGNITO_CLIENT_ID: process.env.TEST_COGNITO_CLIENT_ID,
+      COGNITO_ISSUER: process.env.TEST_COGNITO_ISSUER,
+    });
+    children.push(gateway);
+    await gateway.waitForLine(/"msg":"gateway listening"/);
+    const exit = await gateway.signal('SIGTERM');
+    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+    expect(exit.ms).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+    expect(gateway.lines.join('\n')).not.toMatch(/second signal/);
+  });
 });
