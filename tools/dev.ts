@@ -51,9 +51,20 @@ function stop(reason: string, exitCode: number): Promise<void> {
 // nobody caught): no child outlives the runner.
 process.on('exit', () => killProcesses(processes));
 
+/**
+ * Under `npm run dev` one Ctrl-C arrives twice: from the terminal and forwarded by npm. Only a
+ * signal this long after the first is a second one, which kills everything at once.
+ */
+const REPEATED_SIGNAL_MS = 1_000;
+let firstSignalAt = 0;
+
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
-    if (!stopping) return void stop(signal, 0);
+    if (!stopping) {
+      firstSignalAt = Date.now();
+      return void stop(signal, 0);
+    }
+    if (Date.now() - firstSignalAt < REPEATED_SIGNAL_MS) return;
     log(`${signal} again: killing everything now`);
     process.exit(1); // the `exit` handler above kills what is still running
   });
