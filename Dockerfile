@@ -1,13 +1,18 @@
 # One image for every process of the platform. docker-compose.yml picks the command per service:
 #
-#   tsx gateway/main.ts | tsx subgraphs/auth/main.ts | tsx subgraphs/tenant/main.ts
-#   tsx subgraphs/location/main.ts | tsx bridge/main.ts | tsx tools/migrate.ts
-#   tsx tools/cognito-local/init-pool.ts        (cognito-local only, development)
+#   node --import tsx gateway/main.ts | … subgraphs/{auth,tenant,location}/main.ts | … bridge/main.ts
+#   node --import tsx tools/migrate.ts | … tools/cognito-local/init-pool.ts (cognito-local only)
 #
-# The project runs TypeScript through tsx (no compile step), exactly as `npm run dev` and the tests do.
+# The project runs TypeScript through tsx's loader (no compile step), as `npm run dev` and the tests
+# do; `node --import tsx` rather than the tsx CLI, which would run the real process as its own
+# child and relay signals to it.
+#
+# NODE_ENV=production: every process refuses the example secrets of .env.example (lib/config.ts).
+# Outside a container the subgraphs and the bridge listen on loopback; here set HOST=0.0.0.0 so
+# the gateway (and a health check from another container) can reach them, as docker-compose.yml does.
 #
 #   docker build -t fleet-platform .
-#   docker run --rm --env-file .env fleet-platform tsx gateway/main.ts
+#   docker run --rm --env-file .env -p 4000:4000 fleet-platform node --import tsx gateway/main.ts
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE}
@@ -32,9 +37,11 @@ RUN node tools/prisma-generate.mjs \
  && mkdir -p /var/lib/fleet/cognito-local /var/lib/fleet/cognito-ids \
  && chown -R node:node /var/lib/fleet
 
+# Set only now: `npm ci` above needs the devDependencies that NODE_ENV=production would omit.
 # tsx and the other CLIs on PATH; @aws-sdk v3 warns at every start that its releases after
 # January 2027 need Node 22 (silenced); no update checks or telemetry from the Prisma CLI.
-ENV PATH=/app/node_modules/.bin:$PATH \
+ENV NODE_ENV=production \
+    PATH=/app/node_modules/.bin:$PATH \
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true \
     CHECKPOINT_DISABLE=1 \
     PRISMA_HIDE_UPDATE_MESSAGE=1
@@ -42,5 +49,7 @@ ENV PATH=/app/node_modules/.bin:$PATH \
 # The source stays owned by root: the processes can read it, not change it.
 USER node
 
-EXPOSE 4000 4001 4002 4003 4004
-CMD ["tsx", "gateway/main.ts"]
+# The gateway's public port. The subgraphs (4001-4003), the bridge's status port (4004) and the
+# gateway's metrics port (4005) are for the internal network only.
+EXPOSE 4000
+CMD ["node", "--import", "tsx", "gateway/main.ts"]

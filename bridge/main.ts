@@ -1,14 +1,15 @@
 import 'dotenv/config';
 import { z } from 'zod';
-import { commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
-import { createLogger } from '../lib/logger';
-import { exitOnSignal } from '../lib/shutdown';
+import { commonEnv, databaseEnv, hostEnv, kafkaEnv, lifecycleEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
+import { runService } from '../lib/service';
 import { startBridge, type BridgeOptions } from './bridge';
 
 const bridgeEnv = z
   .object({
     ...commonEnv.shape,
     ...databaseEnv.shape,
+    ...lifecycleEnv.shape,
+    ...hostEnv.shape,
     ...redisEnv.shape,
     ...kafkaEnv.shape,
     BRIDGE_PORT: ports.BRIDGE_PORT,
@@ -37,24 +38,28 @@ export function bridgeOptionsFromEnv(env: BridgeEnv): BridgeOptions {
     sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS,
     heartbeatIntervalMs: env.KAFKA_HEARTBEAT_INTERVAL_MS,
     statusPort: env.BRIDGE_PORT,
+    statusHost: env.HOST,
   };
 }
 
-async function main(): Promise<void> {
-  const env = loadConfig(bridgeEnv);
-  const logger = createLogger('bridge', env.LOG_LEVEL);
-  const onFatal = (error: Error) => {
-    logger.fatal({ err: error }, 'bridge cannot continue');
-    void stop().finally(() => process.exit(1));
-  };
-  const starting = startBridge({ ...bridgeOptionsFromEnv(env), onFatal }, logger);
-  // A signal during start-up waits for the start to finish (or fail), then stops what started.
-  const stop = async () => (await starting.catch(() => undefined))?.stop();
-  exitOnSignal(logger, stop);
-  await starting;
-}
+/**
+ * kafkajs' disconnect waits for the fetch in hand, and while the broker is unreachable that fetch
+ * retries for minutes: leaving the group gets this share of the shutdown bound, then the process
+ * exits without it. Nothing is lost: an offset is resolved only after Redis acknowledged its
+ * message, and the broker hands the partitions on after the session timeout.
+ */
+const LEAVE_SHARE_OF_SHUTDOWN = 0.5;
 
-main().catch((error: unknown) => {
-  createLogger('bridge').fatal({ err: error }, 'bridge failed to start');
-  process.exit(1);
+const env = loadConfig(bridgeEnv);
+
+runService('bridge', env, async (logger, life) => {
+  const bridge = await startBridge({ ...bridgeOptionsFromEnv(env), onFatal: (error) => life.fail(error) }, logger);
+  return async () => {
+    const leaveMs = Math.floor(env.SHUTDOWN_TIMEOUT_MS * LEAVE_SHARE_OF_SHUTDOWN);
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'gave up'>((resolve) => (timer = setTimeout(() => resolve('gave up'), leaveMs)));
+    const outcome = await Promise.race([bridge.stop().then(() => 'left' as const), gaveUp]);
+    clearTimeout(timer);
+    if (outcome === 'gave up') logger.warn({ leaveMs }, 'could not leave the consumer group in time (Kafka unreachable?); exiting without it');
+  };
 });

@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { z } from 'zod';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, hostEnv, lifecycleEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
@@ -9,12 +9,17 @@ import { SUPERGRAPH_CONFIG, composedSupergraph, fileSupergraph } from './supergr
 
 const config = loadConfig(
   commonEnv
+    .extend(lifecycleEnv.shape)
+    .extend(hostEnv.shape)
     .extend(databaseEnv.shape)
     .extend(redisEnv.shape)
     .extend(cognitoEnv.shape)
     .extend(callerEnv.shape)
     .extend({
       GATEWAY_PORT: ports.GATEWAY_PORT,
+      /** The public endpoint: all interfaces. /metrics is served on GATEWAY_METRICS_PORT at HOST instead. */
+      GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),
+      GATEWAY_METRICS_PORT: ports.GATEWAY_METRICS_PORT,
       /** A supergraph SDL composed ahead of time (`npm run compose`); unset: composed at start from supergraph.yaml. */
       SUPERGRAPH_PATH: z.string().optional(),
       AUTH_URL: z.string().url().optional(),
@@ -41,7 +46,7 @@ const config = loadConfig(
     }),
 );
 
-runService('gateway', config.LOG_LEVEL, async (logger) => {
+runService('gateway', config, async (logger) => {
   const supergraph = config.SUPERGRAPH_PATH
     ? fileSupergraph(config.SUPERGRAPH_PATH)
     : composedSupergraph({
@@ -58,6 +63,8 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
   await verifier.warm().catch((error: unknown) => logger.warn({ err: error }, 'JWKS not loaded yet; will load on the first token'));
   const gateway = await startGateway({
     port: config.GATEWAY_PORT,
+    host: config.GATEWAY_HOST,
+    metrics: { port: config.GATEWAY_METRICS_PORT, host: config.HOST },
     supergraph,
     supergraphPollMs: config.SUPERGRAPH_POLL_MS,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,

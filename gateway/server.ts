@@ -10,8 +10,9 @@ import type { Caller } from '../lib/caller';
 import type { Database } from '../lib/database';
 import { BadUserInput, FleetError, Unauthenticated, formatFleetError } from '../lib/errors';
 import { Gauge } from 'prom-client';
-import { answerHealth, createMetricsRegistry } from '../lib/health';
+import { answerHealth, createMetricsRegistry, localUrl, startStatusServer } from '../lib/health';
 import type { Logger } from '../lib/logger';
+import { answerRequestError, answerUnknownPath, graphqlJsonBody, requireJsonBody } from '../lib/requestErrors';
 import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
 import { isPublicOnly } from './publicOperations';
 import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
@@ -29,6 +30,10 @@ import { startWebSocketServer } from './webSocket';
 
 export interface GatewayOptions {
   port: number;
+  /** The public listen address; default loopback (gateway/main.ts passes GATEWAY_HOST, 0.0.0.0). */
+  host?: string;
+  /** `/metrics` (and `/health`) on a port of its own, never the public one. Default: port 0 on loopback. */
+  metrics?: { port: number; host?: string };
   /** Where the supergraph comes from; it is read at start and again on every reload. */
   supergraph: SupergraphSource;
   /** Poll the source's files for changes every this many ms (0: reload only on `reloadSupergraph`). */
@@ -51,6 +56,8 @@ export interface GatewayOptions {
 export interface RunningGateway {
   url: string;
   port: number;
+  /** Base URL of the internal status port: `${metricsUrl}/metrics`. */
+  metricsUrl: string;
   subscriptions: LocationSubscriptions;
   /** Reads the supergraph source again; a supergraph that does not build is refused (false). */
   reloadSupergraph(): Promise<boolean>;
@@ -107,6 +114,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       },
     ],
     includeStacktraceInErrorResponses: false,
+    // Shutdown is the process's (lib/shutdown.ts); Apollo's handlers would re-raise the signal.
+    stopOnTerminationSignals: false,
     // CSRF protection guards cookie sessions; callers here authenticate with an Authorization header,
     // which a browser never attaches on its own, and plain GET queries (CONTRACT.md) must work.
     csrfPrevention: false,
@@ -161,15 +170,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   gauge('fleet_gateway_events_resolved_total', 'Location events resolved through the query plan', () => subscriptions.stats.eventsResolved);
   gauge('fleet_gateway_slow_subscribers_dropped_total', 'Subscribers dropped because they stopped reading', () => subscriptions.stats.slowSubscribersDropped);
   gauge('fleet_gateway_websockets', 'Open graphql-ws connections', () => webSocket.connections);
-  app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
-  });
-  app.get('/health', (_req, res) =>
-    void answerHealth({ database: () => options.db.ping(), redis: () => feed.ready }, res),
-  );
+  const healthChecks = { database: () => options.db.ping(), redis: () => feed.ready };
+  app.get('/health', (_req, res) => void answerHealth(healthChecks, res));
+  app.use('/graphql', requireJsonBody);
   app.use(
     '/graphql',
-    express.json({ limit: '2mb' }),
+    graphqlJsonBody,
     expressMiddleware(server, {
       context: async ({ req }) => {
         const header = req.headers.authorization;
@@ -197,13 +203,22 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }),
   );
 
+  app.use(answerUnknownPath);
+  app.use(answerRequestError(logger));
+
+  // Metrics name tenants' activity: an internal port, loopback unless HOST says otherwise.
+  const status = await startStatusServer({ port: options.metrics?.port ?? 0, host: options.metrics?.host, checks: healthChecks, registry });
+  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(options.port, '0.0.0.0', () => resolve());
+    httpServer.listen(options.port, host, () => resolve());
+  }).catch(async (error: unknown) => {
+    await status.close();
+    throw error;
   });
   const { port } = httpServer.address() as AddressInfo;
-  const url = `http://127.0.0.1:${port}/graphql`;
-  logger.info({ url }, 'gateway listening');
+  const url = localUrl(host, port, '/graphql');
+  logger.info({ url, metrics: `${status.url}/metrics` }, 'gateway listening');
 
   /**
    * A new supergraph without a restart: queries plan against it at once (ApolloGateway's update),
@@ -236,6 +251,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   return {
     url,
     port,
+    metricsUrl: status.url,
     subscriptions,
     reloadSupergraph,
     stop: async () => {
@@ -249,6 +265,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await webSocket.close();
       await server.stop();
       await feed.close();
+      await status.close();
     },
   };
 }

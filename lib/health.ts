@@ -41,13 +41,23 @@ export function createMetricsRegistry(service: string): Registry {
   return registry;
 }
 
-/** A port of its own for a process without an HTTP API (the bridge): `/health` and `/metrics`. */
+/** A URL this machine can use for a server listening on `host` (a wildcard address means loopback too). */
+export function localUrl(host: string, port: number, path = ''): string {
+  const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${address.includes(':') ? `[${address}]` : address}:${port}${path}`;
+}
+
+/**
+ * A port of its own for `/health` and `/metrics`: the bridge's only port, the gateway's internal
+ * one (its metrics stay off the public port). Loopback unless `host` says otherwise.
+ */
 export async function startStatusServer(options: {
   port: number;
   host?: string;
   checks: HealthChecks;
   registry: Registry;
 }): Promise<{ url: string; close(): Promise<void> }> {
+  const host = options.host ?? '127.0.0.1';
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') {
@@ -63,16 +73,18 @@ export async function startStatusServer(options: {
         },
       );
     } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ message: 'Only GET /health and GET /metrics are served here', extensions: { code: 'NOT_FOUND' } }] }));
     }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    server.listen(options.port, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: localUrl(host, port),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,15 +1,34 @@
 import { createLogger, type Logger } from './logger';
-import { exitOnSignal } from './shutdown';
+import { armShutdown } from './shutdown';
 
 /**
- * The life of one process: start it, log a fatal start-up failure and exit 1, otherwise stop it
- * gracefully on SIGINT/SIGTERM. `start` returns the function that stops what it started.
+ * The life of one process: arm the shutdown (signals, and stdin's end when supervised), start,
+ * log a fatal start-up failure and exit 1, otherwise stop gracefully within SHUTDOWN_TIMEOUT_MS.
+ * `start` returns the function that stops what it started; `fail` stops the process with exit 1
+ * (a dependency failed beyond repair after start-up).
  */
-export function runService(name: string, logLevel: string, start: (logger: Logger) => Promise<() => Promise<void>>): void {
-  const logger = createLogger(name, logLevel);
+export interface ServiceConfig {
+  LOG_LEVEL: string;
+  SHUTDOWN_TIMEOUT_MS: number;
+  STOP_WHEN_STDIN_CLOSES: boolean;
+}
+
+export interface ServiceLife {
+  fail(error: Error): void;
+}
+
+export function runService(name: string, config: ServiceConfig, start: (logger: Logger, life: ServiceLife) => Promise<() => Promise<void>>): void {
+  const logger = createLogger(name, config.LOG_LEVEL);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-  start(logger).then(
-    (stop) => exitOnSignal(logger, stop),
+  const shutdown = armShutdown(logger, { timeoutMs: config.SHUTDOWN_TIMEOUT_MS, stopWhenStdinCloses: config.STOP_WHEN_STDIN_CLOSES });
+  const life: ServiceLife = {
+    fail: (error) => {
+      logger.fatal({ err: error }, `${name} cannot continue`);
+      shutdown.begin('fatal error', 1);
+    },
+  };
+  start(logger, life).then(
+    (stop) => shutdown.started(stop),
     (error: unknown) => {
       logger.fatal({ err: error }, `${name} failed to start`);
       process.exit(1);

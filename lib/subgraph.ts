@@ -10,8 +10,9 @@ import express from 'express';
 import type { DocumentNode } from 'graphql';
 import { CALLER_HEADER, verifyCaller, type Caller } from './caller';
 import { formatFleetError } from './errors';
-import { answerHealth, type HealthChecks } from './health';
+import { answerHealth, localUrl, type HealthChecks } from './health';
 import type { Logger } from './logger';
+import { answerRequestError, answerUnknownPath, graphqlJsonBody, requireJsonBody } from './requestErrors';
 
 /**
  * One federation subgraph over HTTP: `POST /graphql` and `GET /health`. Every subgraph process is
@@ -31,6 +32,7 @@ export interface SubgraphOptions<Context extends object> {
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<Context>;
   port: number;
+  /** Default loopback: only the gateway should reach a subgraph (HOST, lib/config.ts). */
   host?: string;
   callerSigningSecret: string;
   logger: Logger;
@@ -53,6 +55,9 @@ export async function startSubgraph<Context extends object>(options: SubgraphOpt
     // Inline traces are for Apollo's usage reporting, which this platform does not use.
     plugins: [ApolloServerPluginDrainHttpServer({ httpServer }), ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
     includeStacktraceInErrorResponses: false,
+    // Its own SIGINT/SIGTERM handlers would stop the server and re-raise the signal, which the
+    // process's shutdown (lib/shutdown.ts) takes for a second signal and exits without draining.
+    stopOnTerminationSignals: false,
     formatError: (formatted, error) =>
       formatFleetError(formatted, () => logger.error({ err: error, path: formatted.path }, 'resolver failed')),
   });
@@ -61,7 +66,8 @@ export async function startSubgraph<Context extends object>(options: SubgraphOpt
   app.get('/health', (_req, res) => void answerHealth(options.health, res));
   app.use(
     '/graphql',
-    express.json({ limit: '2mb' }),
+    requireJsonBody,
+    graphqlJsonBody,
     expressMiddleware(server, {
       context: async ({ req }) => {
         const header = req.headers[CALLER_HEADER];
@@ -72,12 +78,16 @@ export async function startSubgraph<Context extends object>(options: SubgraphOpt
     }),
   );
 
+  app.use(answerUnknownPath);
+  app.use(answerRequestError(logger));
+
+  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    httpServer.listen(options.port, host, () => resolve());
   });
   const { port } = httpServer.address() as AddressInfo;
-  const url = `http://127.0.0.1:${port}/graphql`;
+  const url = localUrl(host, port, '/graphql');
   logger.info({ url, subgraph: options.name }, 'subgraph listening');
   return {
     url,

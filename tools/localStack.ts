@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
+import { EXAMPLE_SECRETS } from '../lib/config';
 import { startCognitoLocal, type CognitoLocal } from './cognito-local';
 import { startKafkaMock, type KafkaMock } from './kafka-mock';
 import { migrate } from './migrate';
@@ -37,15 +39,16 @@ const DEFAULTS: Record<string, string> = {
   KAFKA_TOPIC: 'locations',
   AWS_REGION: 'us-east-1',
   ADMIN_EMAIL: 'admin@fleet.local',
-  ADMIN_PASSWORD: 'change-me-please',
-  CALLER_SIGNING_SECRET: 'local-development-only-caller-signing-secret',
+  // The repository's example values: refused outside development (lib/config.ts).
+  ADMIN_PASSWORD: EXAMPLE_SECRETS.ADMIN_PASSWORD,
+  CALLER_SIGNING_SECRET: EXAMPLE_SECRETS.CALLER_SIGNING_SECRET,
 };
 
 /** fleet_app on the same server and database as the owner URL (local development and tests). */
 export function appUrlFor(ownerUrl: string): string {
   const url = new URL(ownerUrl);
   url.username = 'fleet_app';
-  url.password = 'fleet_app';
+  url.password = EXAMPLE_SECRETS.FLEET_APP_PASSWORD;
   return url.toString();
 }
 
@@ -116,13 +119,27 @@ export interface RunningProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts one process with `tsx`, each output line prefixed with its name. */
+/** tsx's loader, for `node --import`: the process runs as node itself, no tsx CLI in between. */
+const TSX_LOADER = pathToFileURL(require.resolve('tsx')).href;
+
+/**
+ * Starts one process, each output line prefixed with its name.
+ *
+ * Three things make sure it cannot outlive the runner. It is node itself (`--import tsx`), not
+ * the tsx CLI, which would run it as a grandchild that a signal or SIGKILL to the CLI misses. It
+ * leads its own process group, so `stopProcesses` signals everything it might have started, and a
+ * terminal's Ctrl-C reaches only the runner, which stops the children in order. And it holds the
+ * read end of a pipe whose write end only the runner has (STOP_WHEN_STDIN_CLOSES): however the
+ * runner dies, even by SIGKILL, the pipe closes and the process stops (lib/shutdown.ts).
+ */
 export function startProcess(spec: ProcessSpec, env: Record<string, string>, onLine: (name: string, line: string) => void): RunningProcess {
-  const child = spawn(process.execPath, [require.resolve('tsx/cli'), spec.entry], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, spec.entry], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env, STOP_WHEN_STDIN_CLOSES: 'true' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
   });
+  child.stdin?.on('error', () => {}); // EPIPE once the child is gone: nothing to do
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => onLine(spec.name, line));
   }
@@ -149,15 +166,40 @@ export async function waitForHealth(url: string, deadline: number, exited?: Prom
   throw new Error(`${url} did not answer 200 in time`);
 }
 
-/** SIGTERM each, wait for all to exit (graceful shutdown), SIGKILL what is left after `graceMs`. */
+const isRunning = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/** Signals a child's whole process group (see startProcess); a group already gone is fine. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-(child.pid as number), signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+/**
+ * SIGTERM each process group, wait for all to exit (each drains within its SHUTDOWN_TIMEOUT_MS),
+ * SIGKILL a group still there after `graceMs`, and whatever is left of a group once its leader
+ * exited (a process it started and did not stop).
+ */
 export async function stopProcesses(processes: RunningProcess[], graceMs = 15_000): Promise<void> {
   await Promise.all(
     processes.map(async ({ child, exited }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(timer);
+      if (isRunning(child)) {
+        signalGroup(child, 'SIGTERM');
+        const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      signalGroup(child, 'SIGKILL');
     }),
   );
+}
+
+/**
+ * At once and synchronously (usable in an `exit` handler): SIGKILL the groups of the processes
+ * still running. Only those: the pid of a reaped process may already belong to someone else.
+ */
+export function killProcesses(processes: RunningProcess[]): void {
+  for (const { child } of processes) if (isRunning(child)) signalGroup(child, 'SIGKILL');
 }

@@ -1,6 +1,6 @@
 import 'dotenv/config';
 import { z } from 'zod';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
+import { callerEnv, cognitoEnv, commonEnv, hostEnv, lifecycleEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
 import { UserPool } from '../../lib/userPool';
@@ -8,6 +8,8 @@ import { startAuthSubgraph } from './server';
 
 const config = loadConfig(
   commonEnv
+    .extend(lifecycleEnv.shape)
+    .extend(hostEnv.shape)
     .extend(databaseEnv.shape)
     .extend(cognitoEnv.shape)
     .extend(callerEnv.shape)
@@ -18,11 +20,12 @@ const config = loadConfig(
     }),
 );
 
-runService('auth', config.LOG_LEVEL, async (logger) => {
+runService('auth', config, async (logger) => {
   const db = createDatabase({ url: config.APP_DATABASE_URL });
   const userPool = UserPool.fromConfig(config);
   const subgraph = await startAuthSubgraph({
     port: config.AUTH_PORT,
+    host: config.HOST,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,
     db,
     userPool,

@@ -12,6 +12,8 @@ export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'
 
 export interface AuthSubgraphOptions {
   port: number;
+  /** Listen address; default loopback (see lib/subgraph.ts). */
+  host?: string;
   callerSigningSecret: string;
   db: Database;
   userPool: UserPool;
@@ -34,6 +36,7 @@ export async function startAuthSubgraph(options: AuthSubgraphOptions): Promise<R
     typeDefs,
     resolvers,
     port: options.port,
+    host: options.host,
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     health: { database: () => options.db.ping() },

@@ -1,13 +1,15 @@
 import 'dotenv/config';
 import { Redis } from 'ioredis';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
-import { callerEnv, commonEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../../lib/config';
+import { callerEnv, commonEnv, hostEnv, lifecycleEnv, databaseEnv, kafkaEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
 import { startLocationSubgraph } from './server';
 
 const config = loadConfig(
   commonEnv
+    .extend(lifecycleEnv.shape)
+    .extend(hostEnv.shape)
     .extend(databaseEnv.shape)
     .extend(redisEnv.shape)
     .extend(kafkaEnv.shape)
@@ -20,7 +22,7 @@ const config = loadConfig(
     }),
 );
 
-runService('location', config.LOG_LEVEL, async (logger) => {
+runService('location', config, async (logger) => {
   const db = createDatabase({ url: config.APP_DATABASE_URL });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false });
   const kafka = new Kafka({ clientId: `${config.KAFKA_CLIENT_ID}-location`, brokers: config.KAFKA_BROKERS, logLevel: logLevel.WARN });
@@ -28,6 +30,7 @@ runService('location', config.LOG_LEVEL, async (logger) => {
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   const subgraph = await startLocationSubgraph({
     port: config.LOCATION_PORT,
+    host: config.HOST,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,
     db,
     databaseUrl: config.APP_DATABASE_URL,

@@ -15,6 +15,8 @@ export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'
 
 export interface LocationSubgraphOptions {
   port: number;
+  /** Listen address; default loopback (see lib/subgraph.ts). */
+  host?: string;
   callerSigningSecret: string;
   db: Database;
   /** Direct connection URL for the outbox relay's lock session (advisory lock, LISTEN, outbox reads and deletes). */
@@ -42,6 +44,7 @@ export async function startLocationSubgraph(options: LocationSubgraphOptions): P
     typeDefs,
     resolvers,
     port: options.port,
+    host: options.host,
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     // Kafka is not needed to accept locations: they wait in the outbox while it is away.

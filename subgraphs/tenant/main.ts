@@ -1,21 +1,29 @@
 import 'dotenv/config';
 import { Redis } from 'ioredis';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, redisEnv } from '../../lib/config';
+import { callerEnv, cognitoEnv, commonEnv, hostEnv, lifecycleEnv, databaseEnv, loadConfig, ports, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
 import { UserPool } from '../../lib/userPool';
 import { startTenantSubgraph } from './server';
 
 const config = loadConfig(
-  commonEnv.extend(databaseEnv.shape).extend(redisEnv.shape).extend(cognitoEnv.shape).extend(callerEnv.shape).extend({ TENANT_PORT: ports.TENANT_PORT }),
+  commonEnv
+    .extend(lifecycleEnv.shape)
+    .extend(hostEnv.shape)
+    .extend(databaseEnv.shape)
+    .extend(redisEnv.shape)
+    .extend(cognitoEnv.shape)
+    .extend(callerEnv.shape)
+    .extend({ TENANT_PORT: ports.TENANT_PORT }),
 );
 
-runService('tenant', config.LOG_LEVEL, async (logger) => {
+runService('tenant', config, async (logger) => {
   const db = createDatabase({ url: config.APP_DATABASE_URL });
   const userPool = UserPool.fromConfig(config);
   const redis = new Redis(config.REDIS_URL);
   const subgraph = await startTenantSubgraph({
     port: config.TENANT_PORT,
+    host: config.HOST,
     callerSigningSecret: config.CALLER_SIGNING_SECRET,
     db,
     userPool,

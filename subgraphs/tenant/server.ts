@@ -13,6 +13,8 @@ export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'
 
 export interface TenantSubgraphOptions {
   port: number;
+  /** Listen address; default loopback (see lib/subgraph.ts). */
+  host?: string;
   callerSigningSecret: string;
   db: Database;
   userPool: UserPool;
@@ -28,6 +30,7 @@ export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<Run
     typeDefs,
     resolvers,
     port: options.port,
+    host: options.host,
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     health: { database: () => options.db.ping(), redis: () => options.redis.status === 'ready' },

@@ -1,52 +1,80 @@
-import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { graphql } from '../support/client';
+import { processesMarked, startEntry, waitUntilGone, type ChildEntry } from '../support/processes';
 import { freePort } from '../support/redisServer';
 import { connectDashboard } from '../support/subscriber';
 
 /**
  * `npm run dev` as a newcomer runs it: tools/dev.ts starts the stand-ins (its own Kafka mock and
- * cognito-local), migrates a database, and starts the five processes as children. The test drives
- * the platform over HTTP and graphql-ws, then sends SIGINT and checks that no process is left.
+ * cognito-local), migrates a database, and starts the five processes as children. The first test
+ * drives the platform over HTTP and graphql-ws, then sends SIGINT; the others stop the runner the
+ * other ways (a process that fails to start, the runner killed outright). Every run marks its
+ * environment, which every process it starts inherits, so that no survivor escapes the check, not
+ * even one re-parented to init.
  */
-const ROOT = path.resolve(__dirname, '..', '..');
 const SERVER = process.env.TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const database = `fleet_e2e_${randomBytes(5).toString('hex')}`;
 const cognitoDir = mkdtempSync(path.join(tmpdir(), 'fleet-e2e-cognito-'));
-const ports: Record<string, number> = {};
 const admin = { email: 'e2e-admin@fleet.test', password: 'e2e-admin-password' };
+/** Processes stop within SHUTDOWN_TIMEOUT_MS (10 s); the runner waits for them. */
+const STOP_BOUND_MS = 15_000;
 
-function descendants(pid: number): number[] {
-  const table = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
-  const found: number[] = [];
-  const walk = (parent: number) => {
-    for (const [child, ppid] of table) if (ppid === parent) {
-      found.push(child);
-      walk(child);
-    }
+interface DevRun {
+  dev: ChildEntry;
+  marker: string;
+  ports: Record<string, number>;
+}
+const runs: DevRun[] = [];
+
+async function startDev(extraEnv: NodeJS.ProcessEnv = {}): Promise<DevRun> {
+  const ports: Record<string, number> = {};
+  for (const name of ['GATEWAY_PORT', 'AUTH_PORT', 'TENANT_PORT', 'LOCATION_PORT', 'BRIDGE_PORT', 'GATEWAY_METRICS_PORT', 'COGNITO_LOCAL_PORT']) ports[name] = await freePort();
+  const dbUrl = new URL(SERVER);
+  dbUrl.pathname = `/${database}`;
+  const marker = `FLEET_E2E_RUN=${randomBytes(6).toString('hex')}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+    AUTH_URL: `http://127.0.0.1:${ports.AUTH_PORT}/graphql`,
+    TENANT_URL: `http://127.0.0.1:${ports.TENANT_PORT}/graphql`,
+    LOCATION_URL: `http://127.0.0.1:${ports.LOCATION_PORT}/graphql`,
+    GATEWAY_HOST: '127.0.0.1',
+    DATABASE_URL: dbUrl.toString(),
+    REDIS_PREFIX: `e2e:${database}:`,
+    COGNITO_LOCAL_DATA_DIR: cognitoDir,
+    ADMIN_EMAIL: admin.email,
+    ADMIN_PASSWORD: admin.password,
+    KAFKA_MAX_WAIT_MS: '50',
+    LOG_LEVEL: 'warn',
+    // Should this test process die, the runner (and so everything) stops: it holds the runner's stdin.
+    STOP_WHEN_STDIN_CLOSES: 'true',
+    [marker.split('=')[0] as string]: marker.split('=')[1],
+    ...extraEnv,
   };
-  walk(pid);
-  return found;
+  for (const name of ['KAFKA_BROKERS', 'COGNITO_USER_POOL_ID', 'COGNITO_CLIENT_ID', 'COGNITO_ENDPOINT', 'COGNITO_ISSUER', 'NODE_ENV', 'HOST']) delete env[name];
+  const run = { dev: startEntry('tools/dev.ts', env, { stdin: 'pipe' }), marker, ports };
+  runs.push(run);
+  return run;
 }
 
-/** Still running: present in the process table and not a zombie (an exited process nobody reaped yet). */
-function running(pids: number[]): number[] {
-  if (pids.length === 0) return [];
-  try {
-    const rows = execFileSync('ps', ['-o', 'pid=,stat=', '-p', pids.join(',')], { encoding: 'utf8' }).trim().split('\n');
-    return rows.map((row) => row.trim().split(/\s+/)).filter(([, stat]) => !stat?.startsWith('Z')).map(([pid]) => Number(pid));
-  } catch {
-    return []; // ps exits 1 when none of the pids exists
+// Whatever a test did or failed to do, nothing it started is left: kill the runner, whose
+// children stop on their own; anything still there after their bound fails the test.
+afterEach(async () => {
+  const leftovers: number[] = [];
+  for (const { dev, marker } of runs.splice(0)) {
+    dev.child.kill('SIGKILL');
+    await dev.exited;
+    const left = await waitUntilGone(processesMarked(marker), STOP_BOUND_MS);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    leftovers.push(...left);
   }
-}
+  expect(leftovers).toEqual([]);
+}, 2 * STOP_BOUND_MS);
 
 afterAll(async () => {
   rmSync(cognitoDir, { recursive: true, force: true });
@@ -57,42 +85,12 @@ afterAll(async () => {
 });
 
 test('npm run dev serves the platform within 60 s, and SIGINT stops every process it started', async () => {
-  for (const name of ['GATEWAY_PORT', 'AUTH_PORT', 'TENANT_PORT', 'LOCATION_PORT', 'BRIDGE_PORT', 'COGNITO_LOCAL_PORT']) ports[name] = await freePort();
-  const dbUrl = new URL(SERVER);
-  dbUrl.pathname = `/${database}`;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-    AUTH_URL: `http://127.0.0.1:${ports.AUTH_PORT}/graphql`,
-    TENANT_URL: `http://127.0.0.1:${ports.TENANT_PORT}/graphql`,
-    LOCATION_URL: `http://127.0.0.1:${ports.LOCATION_PORT}/graphql`,
-    DATABASE_URL: dbUrl.toString(),
-    REDIS_PREFIX: `e2e:${database}:`,
-    COGNITO_LOCAL_DATA_DIR: cognitoDir,
-    ADMIN_EMAIL: admin.email,
-    ADMIN_PASSWORD: admin.password,
-    KAFKA_MAX_WAIT_MS: '50',
-    LOG_LEVEL: 'warn',
-  };
-  for (const name of ['KAFKA_BROKERS', 'COGNITO_USER_POOL_ID', 'COGNITO_CLIENT_ID', 'COGNITO_ENDPOINT', 'COGNITO_ISSUER']) delete env[name];
-
   const started = Date.now();
-  const dev = spawn(process.execPath, [require.resolve('tsx/cli'), 'tools/dev.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)));
-  const ready = new Promise<void>((resolve, reject) => {
-    for (const stream of [dev.stdout, dev.stderr]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        output.push(line);
-        if (line.startsWith('[dev] ready')) resolve();
-      });
-    }
-    void exited.then((code) => reject(new Error(`dev exited with ${code}:\n${output.slice(-30).join('\n')}`)));
-  });
-  await ready;
+  const { dev, marker, ports } = await startDev();
+  await dev.waitForLine(/^\[dev\] ready/, 60_000);
   expect(Date.now() - started).toBeLessThan(60_000);
 
-  for (const port of [ports.GATEWAY_PORT, ports.AUTH_PORT, ports.TENANT_PORT, ports.LOCATION_PORT, ports.BRIDGE_PORT]) {
+  for (const port of [ports.GATEWAY_PORT, ports.AUTH_PORT, ports.TENANT_PORT, ports.LOCATION_PORT, ports.BRIDGE_PORT, ports.GATEWAY_METRICS_PORT]) {
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
   }
   const gateway = `http://127.0.0.1:${ports.GATEWAY_PORT}/graphql`;
@@ -119,9 +117,35 @@ test('npm run dev serves the platform within 60 s, and SIGINT stops every proces
   expect(delivered[0]?.data.locationUpdated).toEqual({ latitude: 45.5, device: { name: 'e2e truck', tenant: { name: 'E2E' } } });
   await dashboard.dispose();
 
-  const children = descendants(dev.pid as number);
+  // Five processes, the Kafka mock, cognito-local.
+  expect(processesMarked(marker).filter((pid) => pid !== dev.pid).length).toBeGreaterThanOrEqual(7);
+  const exit = await dev.signal('SIGINT');
+  expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+  // The runner waited for them: nothing of this run is left the moment it is gone.
+  expect(processesMarked(marker)).toEqual([]);
+}, 120_000);
+
+test('a process that fails to start stops the stack, and the runner exits only once every process is gone', async () => {
+  // The gateway's port is taken: it fails at listen, seconds after the others started.
+  const blocker: Server = createServer();
+  const port = await freePort();
+  await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+  try {
+    const { dev, marker } = await startDev({ GATEWAY_PORT: String(port) });
+    const exit = await dev.exited;
+    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 1, signal: null });
+    expect(dev.lines.join('\n')).toMatch(/\[dev\] stopping: gateway exited with 1/);
+    expect(processesMarked(marker)).toEqual([]);
+  } finally {
+    blocker.close();
+  }
+}, 120_000);
+
+test('the runner killed outright (SIGKILL): its children notice and stop on their own', async () => {
+  const { dev, marker } = await startDev();
+  for (const name of ['auth', 'tenant', 'location', 'bridge', 'gateway']) await dev.waitForLine(new RegExp(`^\\[dev\\] started ${name} `), 60_000);
+  const children = processesMarked(marker).filter((pid) => pid !== dev.pid);
   expect(children.length).toBeGreaterThanOrEqual(7); // five processes, the Kafka mock, cognito-local
-  dev.kill('SIGINT');
-  expect(await exited).toBe(0);
-  expect(running(children)).toEqual([]);
+  await dev.signal('SIGKILL');
+  expect(await waitUntilGone(children, STOP_BOUND_MS)).toEqual([]);
 }, 120_000);

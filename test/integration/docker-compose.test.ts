@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, kafkaEnv, redisEnv } from '../../lib/config';
+import { EXAMPLE_SECRETS, callerEnv, cognitoEnv, commonEnv, databaseEnv, hostEnv, kafkaEnv, lifecycleEnv, redisEnv } from '../../lib/config';
 import { initPool, readIdsFile, writeIdsFile } from '../../tools/cognito-local/init-pool';
 
 /**
@@ -209,6 +209,8 @@ const SHARED_SCHEMAS: Record<string, { shape: Record<string, unknown> }> = {
   kafkaEnv,
   cognitoEnv,
   callerEnv,
+  lifecycleEnv,
+  hostEnv,
 };
 
 /** Compose service -> the entry file its command runs. */
@@ -253,10 +255,24 @@ const MAY_BE_EMPTY = ['SUPERGRAPH_PATH'];
 
 const healthUrl = (service: Service) => /https?:\/\/[^'"\s]+\/health/.exec(service.healthcheck?.test.join(' ') ?? '')?.[0];
 
+/**
+ * The `.env` of a local try-out, as README.md ("docker-compose") has one written: the secrets the
+ * stack requires, and the emulator allowed.
+ */
+const TRY_OUT_ENV = [
+  'CALLER_SIGNING_SECRET=WmU3b1FkT2x2c1BqY1JmS3hQa0Z4b2VZb3B3bVdSbXJhZ0Z1',
+  'ADMIN_PASSWORD=try-out-admin-password',
+  'POSTGRES_PASSWORD=tryoutpostgres',
+  'FLEET_APP_PASSWORD=tryoutfleetapp',
+  'ALLOW_COGNITO_EMULATOR=true',
+  '',
+].join('\n');
+const REQUIRED_SECRETS = ['CALLER_SIGNING_SECRET', 'ADMIN_PASSWORD', 'POSTGRES_PASSWORD', 'FLEET_APP_PASSWORD'];
+
 // --------------------------------------------------------------------------------------------
 
 describe('docker-compose.yml', () => {
-  const model = resolve();
+  const model = resolve(TRY_OUT_ENV);
   const service = (name: string): Service => {
     const found = model.services[name];
     if (!found) throw new Error(`docker-compose.yml has no service ${name}`);
@@ -267,8 +283,8 @@ describe('docker-compose.yml', () => {
     if (COMPOSE) {
       const dir = mkdtempSync(path.join(tmpdir(), 'compose-env-'));
       try {
-        writeFileSync(path.join(dir, 'none.env'), '');
-        const out = runCompose(path.join(dir, 'none.env'), ['config', '--quiet']);
+        writeFileSync(path.join(dir, 'tryout.env'), TRY_OUT_ENV);
+        const out = runCompose(path.join(dir, 'tryout.env'), ['config', '--quiet']);
         if (out.status !== 0) throw new Error(`docker compose config --quiet failed (${out.status}):\n${out.stderr}`);
         expect(out.stderr).not.toMatch(/variable is not set/);
       } finally {
@@ -302,13 +318,41 @@ describe('docker-compose.yml', () => {
     expect(order.indexOf('gateway')).toBeGreaterThan(order.indexOf('auth'));
   });
 
-  it('works without a .env: every variable it uses has a default', () => {
+  it('requires the secrets (never the examples) and has a default for every other variable', () => {
     const text = readFileSync(COMPOSE_FILE, 'utf8').replace(/^\s*#.*$/gm, '');
     // (`$$` is an escaped dollar: what follows it is the container shell's, not compose's.)
-    const withoutDefault = [...text.matchAll(VARIABLE)]
-      .filter((match) => match[0] !== '$$' && (!match[2] || match[2].includes('?')))
-      .map((match) => match[0]);
+    const used = [...text.matchAll(VARIABLE)].filter((match) => match[0] !== '$$');
+    const withoutDefault = used.filter((match) => !match[2]).map((match) => match[0]);
     expect(withoutDefault).toEqual([]);
+    const required = new Set(used.filter((match) => match[2]?.includes('?')).map((match) => match[1]));
+    expect([...required].sort()).toEqual([...REQUIRED_SECRETS].sort());
+    // Without a .env it refuses to resolve, naming what is missing.
+    expect(() => resolve('')).toThrow(/CALLER_SIGNING_SECRET|ADMIN_PASSWORD|POSTGRES_PASSWORD|FLEET_APP_PASSWORD/);
+  });
+
+  it('runs the processes as production: NODE_ENV fixed, secrets from .env, the emulator only when allowed', () => {
+    for (const name of [...PROCESSES, 'migrate', 'cognito-init']) {
+      expect({ name, NODE_ENV: service(name).environment.NODE_ENV }).toEqual({ name, NODE_ENV: 'production' });
+    }
+    // A copy of .env.example as .env cannot switch production off.
+    const fromExample = resolve(`${readFileSync(path.join(ROOT, '.env.example'), 'utf8')}\nNODE_ENV=development\n`);
+    for (const name of PROCESSES) expect(fromExample.services[name]?.environment.NODE_ENV).toBe('production');
+    expect(service('auth').environment.ADMIN_PASSWORD).toBe('try-out-admin-password');
+    expect(service('auth').environment.ADMIN_PASSWORD).not.toBe(EXAMPLE_SECRETS.ADMIN_PASSWORD);
+    for (const name of ['gateway', 'auth', 'tenant']) {
+      expect({ name, allowed: service(name).environment.ALLOW_COGNITO_EMULATOR }).toEqual({ name, allowed: 'true' });
+      expect(resolve(TRY_OUT_ENV.replace('ALLOW_COGNITO_EMULATOR=true', '')).services[name]?.environment.ALLOW_COGNITO_EMULATOR).toBe('false');
+    }
+  });
+
+  it('binds the processes to the container network, the gateway metrics to an unpublished port', () => {
+    for (const name of PROCESSES) {
+      expect({ name, HOST: service(name).environment.HOST, stdin: service(name).environment.STOP_WHEN_STDIN_CLOSES }).toEqual({ name, HOST: '0.0.0.0', stdin: 'false' });
+    }
+    const gateway = service('gateway');
+    expect(gateway.environment.GATEWAY_HOST).toBe('0.0.0.0');
+    expect(gateway.environment.GATEWAY_METRICS_PORT).toBe('4005');
+    expect(gateway.ports.map((p) => p.target)).not.toContain(4005);
   });
 
   it('declares the five processes and the infrastructure', () => {
@@ -332,9 +376,10 @@ describe('docker-compose.yml', () => {
     for (const [name, entry] of Object.entries(ENTRIES)) {
       const s = service(name);
       expect({ name, build: s.build?.context }).toEqual({ name, build: expect.stringMatching(/^(\.|\/.+)$/) });
-      expect({ name, command: s.command }).toEqual({ name, command: ['tsx', entry] });
+      // Node itself with tsx's loader: the tsx CLI would run the process as its own child.
+      expect({ name, command: s.command }).toEqual({ name, command: ['node', '--import', 'tsx', entry] });
     }
-    expect(service('cognito-init').command).toEqual(['tsx', 'tools/cognito-local/init-pool.ts']);
+    expect(service('cognito-init').command).toEqual(['node', '--import', 'tsx', 'tools/cognito-local/init-pool.ts']);
     // One image for all of them.
     expect(new Set([...Object.keys(ENTRIES), 'cognito', 'cognito-init'].map((name) => service(name).image)).size).toBe(1);
   });
@@ -561,6 +606,8 @@ describe('docker-compose.yml', () => {
     expect(s('location').environment.KAFKA_BROKERS).toBe('kafka:9092');
     expect(s('bridge').environment.REDIS_URL).toBe('redis://redis:6379');
     expect(s('gateway').environment.AUTH_URL).toBe('http://auth:4001/graphql');
+    // .env.example's HOST=127.0.0.1 is for processes outside a container.
+    for (const name of PROCESSES) expect(s(name).environment.HOST).toBe('0.0.0.0');
   });
 });
 
@@ -586,7 +633,11 @@ describe('Dockerfile and .dockerignore', () => {
     const user = instructions.filter((line) => /^USER\s/i.test(line)).pop();
     expect(user).toBeDefined();
     expect(user).not.toMatch(/^USER\s+(root|0)(:|\s|$)/);
-    expect(instructions.at(-1)).toMatch(/^CMD \["tsx", "[a-z/]+main\.ts"\]$/);
+    expect(instructions.at(-1)).toMatch(/^CMD \["node", "--import", "tsx", "[a-z/]+main\.ts"\]$/);
+    // Production, but only after `npm ci`, which needs the devDependencies.
+    const production = instructions.findIndex((line) => /^ENV .*\bNODE_ENV=production\b/.test(line));
+    const install = instructions.findIndex((line) => /^RUN .*\bnpm ci\b/.test(line));
+    expect(production).toBeGreaterThan(install);
   });
 
   it('keeps local state, secrets and installed modules out of the build context', () => {

@@ -116,7 +116,7 @@ test('subscribers that share a selection share one set of entity fetches per eve
   // Three subscribers, three events: three plan executions, not nine.
   expect(stack.gateway.subscriptions.stats.eventsResolved - resolvedBefore).toBe(3);
   // Operators see the same on /metrics.
-  const metrics = await (await fetch(stack.gatewayUrl.replace('/graphql', '/metrics'))).text();
+  const metrics = await (await fetch(`${stack.gateway.metricsUrl}/metrics`)).text();
   expect(metrics).toMatch(new RegExp(`^fleet_gateway_events_resolved_total\\{[^}]*\\} ${stack.gateway.subscriptions.stats.eventsResolved}$`, 'm'));
 });
 
