@@ -20,6 +20,8 @@ async function main(): Promise<void> {
     cognitoPort: Number(process.env.COGNITO_LOCAL_PORT ?? 9230),
     log,
   });
+  // No mail server here: the codes cognito-local "emails" are printed (and kept in its mailbox.jsonl).
+  infrastructure.cognito?.onMail((mail) => log(`verification code for ${mail.to}: ${mail.code}`));
   const processes: RunningProcess[] = [];
   let stopping = false;
   const stop = async (code: number) => {

@@ -79,12 +79,27 @@ test('npm run dev serves the platform within 60 s, and SIGINT stops every proces
   const started = Date.now();
   const dev = spawn(process.execPath, [require.resolve('tsx/cli'), 'tools/dev.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
+  const awaited: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
+  /** The first output line matching `pattern`, printed already or to come. */
+  const printed = (pattern: RegExp) =>
+    new Promise<RegExpExecArray>((resolve) => {
+      const match = output.map((line) => pattern.exec(line)).find((found) => found !== null);
+      if (match) resolve(match);
+      else awaited.push({ pattern, resolve });
+    });
   const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)));
   const ready = new Promise<void>((resolve, reject) => {
     for (const stream of [dev.stdout, dev.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         output.push(line);
         if (line.startsWith('[dev] ready')) resolve();
+        for (const waiting of [...awaited]) {
+          const match = waiting.pattern.exec(line);
+          if (match) {
+            awaited.splice(awaited.indexOf(waiting), 1);
+            waiting.resolve(match);
+          }
+        }
       });
     }
     void exited.then((code) => reject(new Error(`dev exited with ${code}:\n${output.slice(-30).join('\n')}`)));
@@ -105,6 +120,10 @@ test('npm run dev serves the platform within 60 s, and SIGINT stops every proces
   const tenant = await graphql(gateway, 'mutation { createTenant(name: "E2E") { id } }', {}, { token });
   const tenantId = tenant.data?.createTenant.id as string;
   await graphql(gateway, 'mutation { register(email: "e2e-member@fleet.test", password: "e2e-member-pw") { id } }');
+  // No mail server: `npm run dev` prints the code the pool "emailed".
+  const [, code] = await printed(/^\[dev\] verification code for e2e-member@fleet\.test: (\S+)$/);
+  const confirmed = await graphql(gateway, 'mutation($c: String!) { confirmRegistration(email: "e2e-member@fleet.test", code: $c) { id } }', { c: code });
+  expect(confirmed.errors).toBeUndefined();
   await graphql(gateway, 'mutation($t: ID!) { addTenantMember(tenantId: $t, email: "e2e-member@fleet.test") { id } }', { t: tenantId }, { token });
   const member = (await graphql(gateway, 'mutation { login(email: "e2e-member@fleet.test", password: "e2e-member-pw") { idToken } }')).data?.login.idToken as string;
   const deviceId = (await graphql(gateway, 'mutation { registerDevice(name: "e2e truck") { id } }', {}, { token: member })).data?.registerDevice.id as string;

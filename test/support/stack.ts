@@ -8,7 +8,7 @@ import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
 import type { RunningSubgraph } from '../../lib/subgraph';
-import { UserPool } from '../../lib/userPool';
+import { UserPool } from '../../lib/cognito/userPool';
 import { startAuthSubgraph } from '../../subgraphs/auth/server';
 import { startLocationSubgraph } from '../../subgraphs/location/server';
 import { startTenantSubgraph } from '../../subgraphs/tenant/server';
