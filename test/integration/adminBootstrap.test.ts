@@ -1,9 +1,11 @@
-import { AdminDeleteUserCommand, ChangePasswordCommand, type CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
+import { AdminDeleteUserCommand, ChangePasswordCommand, CreateUserPoolCommand, type CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
+import { UserPool } from '../../lib/cognito/userPool';
 import { createLogger } from '../../lib/logger';
 import { startAuthSubgraph } from '../../subgraphs/auth/server';
 import { adminSession, codes, graphql, login, type Session } from '../support/client';
 import { startTestStack, type TestStack } from '../support/stack';
-import { cognitoAdmin, signIn as cognitoSignIn } from '../support/tokens';
+import { CUSTOM_ATTRIBUTES, POOL_SETTINGS } from '../../tools/cognito-local/poolSchema';
+import { cognitoAdmin, createAppClient, signIn as cognitoSignIn } from '../support/tokens';
 
 /**
  * The admin bootstrap on every start of the auth subgraph: it creates the ADMIN when missing and
@@ -23,12 +25,12 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function restartAuth(): Promise<void> {
+async function restartAuth(userPool: UserPool = stack.userPool): Promise<void> {
   const auth = await startAuthSubgraph({
     port: 0,
     callerSigningSecret: stack.callerSigningSecret,
     db: stack.db,
-    userPool: stack.userPool,
+    userPool,
     admin: stack.admin,
     logger: createLogger('test', 'silent'),
   });
@@ -81,4 +83,28 @@ test("a stranger's unconfirmed registration of the admin's address is replaced a
   const admin = (await signIn(stack.admin.password)).data?.login.user;
   expect(admin.role).toBe('ADMIN');
   expect(admin.id).not.toBe(squatted.data?.register.id);
+});
+
+test('another checkout (its own pool, the same database) and back: each start makes its own pool\'s account the ADMIN', async () => {
+  const here = await adminSession(stack);
+  const created = await sdk.send(new CreateUserPoolCommand({ PoolName: 'second-checkout', Schema: CUSTOM_ATTRIBUTES, ...POOL_SETTINGS }));
+  const userPoolId = created.UserPool?.Id as string;
+  const elsewhere = new UserPool({ region: stack.cognito.region, userPoolId, clientId: await createAppClient(sdk, userPoolId), endpoint: stack.cognito.endpoint });
+  try {
+    await restartAuth(elsewhere);
+    // That checkout's admin is the ADMIN now; this pool's account was retired...
+    expect(codes(await gql('mutation { createTenant(name: "Meanwhile") { id } }', {}, here.token))).toEqual(['FORBIDDEN']);
+    // ...until this checkout starts again and links it back.
+    await restartAuth();
+  } finally {
+    elsewhere.destroy();
+  }
+  const tenant = await gql('mutation { createTenant(name: "Back home") { id } }', {}, here.token);
+  expect(tenant.errors).toBeUndefined();
+  // The address is this account's again (not a retired row's): the platform knows it as the ADMIN.
+  const add = await gql('mutation($t: ID!, $e: String!) { addTenantMember(tenantId: $t, email: $e) { id } }', { t: tenant.data?.createTenant.id, e: stack.admin.email }, here.token);
+  expect(codes(add)).toEqual(['BAD_USER_INPUT']);
+  const back = await login(stack, stack.admin.email, stack.admin.password);
+  expect(back.userId).toBe(here.userId);
+  expect((await gql('{ me { role } }', {}, back.token)).data?.me.role).toBe('ADMIN');
 });
