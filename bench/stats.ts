@@ -33,6 +33,13 @@ export function summarize(values: readonly number[]): Summary {
 
 export const now = (): number => performance.now();
 
+/**
+ * CLOCK_MONOTONIC in ms: one clock for every process on this machine, so a time taken in a
+ * subscriber process and one taken in the runner can be subtracted (performance.now() cannot:
+ * each process has its own origin).
+ */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
