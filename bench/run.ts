@@ -9,6 +9,7 @@ import { FULL, QUICK, type BenchContext, type PhaseResult } from './context';
 import { CpuMeter } from './cpuMeter';
 import { createFixtures } from './fixtures';
 import { identicalRequests, manyUsers } from './phases/queries';
+import { endToEnd } from './phases/endToEnd';
 import { ingest } from './phases/ingest';
 import { liveFanout, liveGroup, liveLeg } from './phases/live';
 import { reconnectStorm } from './phases/storm';
@@ -29,6 +30,7 @@ const PHASES: Array<{ key: string; run: (ctx: BenchContext) => Promise<PhaseResu
   { key: 'identical', run: identicalRequests, estimateS: 40 },
   { key: 'many-users', run: manyUsers, estimateS: 60 },
   { key: 'ingest', run: ingest, estimateS: 90 },
+  { key: 'e2e', run: endToEnd, estimateS: 50 },
   { key: 'live-leg', run: liveLeg, estimateS: 40 },
   { key: 'live-group', run: liveGroup, estimateS: 70 },
   { key: 'live-fanout', run: liveFanout, estimateS: 90 },
