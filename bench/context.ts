@@ -26,7 +26,7 @@ export interface BenchSettings {
   drainBoundMs: number;
 }
 
-export const FULL: BenchSettings = { queryWindowS: 10, queryRounds: 2, warmupS: 2, ingestWindowS: 15, liveWindowS: 6, drainBoundMs: 45_000 };
+export const FULL: BenchSettings = { queryWindowS: 12, queryRounds: 4, warmupS: 2, ingestWindowS: 15, liveWindowS: 6, drainBoundMs: 45_000 };
 export const QUICK: BenchSettings = { queryWindowS: 3, queryRounds: 1, warmupS: 1, ingestWindowS: 4, liveWindowS: 2, drainBoundMs: 20_000 };
 
 /**

@@ -12,9 +12,12 @@ export interface CpuUsage {
   wallMs: number;
   /** name → CPU ms in the window. */
   byProcess: Record<string, number>;
-  /** Backends that ended during the window: their CPU is missing from `byProcess.postgres`. */
+  /** Backends that ended during the window: up to 250 ms of their CPU each is missing from `byProcess.postgres`. */
   postgresBackendsLost: number;
 }
+
+/** PostgreSQL backends come and go with the pools' idle timeouts: sampled this often, a backend that ends loses at most this much. */
+const BACKEND_SAMPLE_MS = 250;
 
 export class CpuMeter {
   constructor(
@@ -30,17 +33,36 @@ export class CpuMeter {
 
   /** Starts a window over the platform's processes and `extra` ones (e.g. a load generator); the returned function ends it. */
   async start(extra: Record<string, number> = {}): Promise<() => Promise<CpuUsage>> {
-    const pgBefore = pidCpu(await this.backends());
+    const first = pidCpu(await this.backends());
+    /** Per backend: CPU when first seen in the window (0 if it started during it), and when last seen. */
+    const seen = new Map([...first].map(([pid, ms]) => [pid, { from: ms, last: ms }]));
+    const sample = async () => {
+      for (const [pid, ms] of pidCpu(await this.backends())) {
+        const known = seen.get(pid);
+        if (known) known.last = ms;
+        else seen.set(pid, { from: 0, last: ms });
+      }
+    };
+    let sampling = Promise.resolve();
+    const timer = setInterval(() => {
+      sampling = sampling.then(sample).catch(() => undefined);
+    }, BACKEND_SAMPLE_MS);
     const roots = { ...this.roots(), ...extra };
     const before = treeCpu(roots);
     const startedAt = monotonicMs();
     return async () => {
       const after = treeCpu(roots);
       const wallMs = monotonicMs() - startedAt;
-      const pgAfter = pidCpu(await this.backends());
+      clearInterval(timer);
+      await sampling;
+      const alive = new Set((await this.backends()));
+      await sample();
       let postgres = 0;
-      for (const [pid, ms] of pgAfter) postgres += ms - (pgBefore.get(pid) ?? 0);
-      const lost = [...pgBefore.keys()].filter((pid) => !pgAfter.has(pid)).length;
+      let lost = 0;
+      for (const [pid, { from, last }] of seen) {
+        postgres += last - from;
+        if (!alive.has(pid)) lost++;
+      }
       const byProcess = Object.fromEntries(Object.keys(roots).map((name) => [name, (after[name] ?? 0) - (before[name] ?? 0)]));
       return { wallMs, byProcess: { ...byProcess, postgres }, postgresBackendsLost: lost };
     };

@@ -2,6 +2,9 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { monotonicMs } from '../stats';
 import { runWorker } from '../workerProcess';
+import { resetTally, tallyArrival, type DeviceTally } from './tally';
+
+export type { DeviceTally };
 
 /**
  * Subscriber process: graphql-ws sockets as dashboards open them (the token in connection_init),
@@ -26,16 +29,6 @@ export interface SubscribersInput {
   timed: string[];
 }
 
-export interface DeviceTally {
-  count: number;
-  first: number;
-  last: number;
-  /** Arrivals whose sequence was not above the last one (duplicates or out of order). */
-  notAbove: number;
-  /** Arrivals more than one above the last one (a location skipped). */
-  gaps: number;
-}
-
 export interface SubscribersReport {
   type: 'report';
   deliveries: number;
@@ -45,7 +38,7 @@ export interface SubscribersReport {
   arrivals: Array<[string, number, number]>;
   errors: number;
   firstError: string | null;
-  /** Close codes of sockets that closed without being asked to. */
+  /** Close code (and reason) → how many sockets closed so without being asked to. */
   closes: Record<string, number>;
   /** Subscriptions that ended with an error or whose socket closed: they cannot receive anything. */
   failed: string[];
@@ -86,15 +79,7 @@ runWorker<SubscribersInput>(async (input, runner) => {
     deliveries++;
     let devices = tallies.get(spec.id);
     if (!devices) tallies.set(spec.id, (devices = new Map()));
-    const tally = devices.get(deviceId);
-    if (!tally) devices.set(deviceId, { count: 1, first: seq, last: seq, notAbove: 0, gaps: 0 });
-    else if (seq <= tally.last) tally.notAbove++;
-    else {
-      if (seq > tally.last + 1) tally.gaps++;
-      if (tally.count === 0) tally.first = seq;
-      tally.last = seq;
-      tally.count++;
-    }
+    tallyArrival(devices, deviceId, seq);
     if (timed.has(spec.id)) arrivals.push([deviceId, seq, at]);
     if (deliveries === expected) runner.send({ type: 'complete', at });
   };
@@ -118,7 +103,8 @@ runWorker<SubscribersInput>(async (input, runner) => {
           connected: settle,
           closed: (event) => {
             if (!closing) {
-              const code = String((event as { code?: number }).code ?? 'unknown');
+              const close = event as { code?: number; reason?: string };
+              const code = `${close.code ?? 'unknown'}${close.reason ? ` ${close.reason}` : ''}`;
               closes[code] = (closes[code] ?? 0) + 1;
               for (const spec of socket.subscriptions) failed.add(spec.id);
             }
@@ -153,8 +139,7 @@ runWorker<SubscribersInput>(async (input, runner) => {
     if (deliveries >= expected) runner.send({ type: 'complete', at: monotonicMs() });
   });
   runner.on('reset', () => {
-    // The last sequence per device stays: it is what the next arrival is checked against.
-    for (const devices of tallies.values()) for (const tally of devices.values()) Object.assign(tally, { count: 0, first: 0, notAbove: 0, gaps: 0 });
+    for (const devices of tallies.values()) for (const tally of devices.values()) resetTally(tally);
     deliveries = 0;
     expected = Number.POSITIVE_INFINITY;
     arrivals = [];

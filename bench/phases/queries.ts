@@ -149,7 +149,7 @@ export async function identicalRequests(ctx: BenchContext): Promise<PhaseResult>
       baseline: perRequest(hive, SUBGRAPHS),
       baselineName: 'Hive',
       target: null,
-      note: 'below 1x: fewer subgraph fetches per request (de-duplication)',
+      note: 'Hive sends the subgraphs fewer fetches: it merges identical in-flight ones',
     },
   ];
   return {
@@ -219,6 +219,7 @@ export async function manyUsers(ctx: BenchContext): Promise<PhaseResult> {
       baselineName: 'Apollo stack',
       target: { on: 'ours', atMost: 5, text: 'well under 5 (< 5)' },
       failed,
+      note: `gateway ${fmt(perRequest(ours, ['gateway']))}, subgraphs ${fmt(perRequest(ours, ['auth', 'tenant', 'location']))}, PostgreSQL ${fmt(perRequest(ours, ['postgres']))}, bridge (idle) ${fmt(perRequest(ours, ['bridge']))}`,
     },
   ];
   const lost = [ours, apollo, hive].reduce((n, m) => n + (m.cpu?.postgresBackendsLost ?? 0), 0);
@@ -228,7 +229,7 @@ export async function manyUsers(ctx: BenchContext): Promise<PhaseResult> {
     notes: [
       `${users.length} members of ${tenants} tenants (each tenant: 7 devices with a location), requests taking the users in turn across all ${CONNECTIONS} connections, so concurrent requests are different callers.`,
       'Ours: each user\'s Cognito ID token. Bare @apollo/gateway 2.14 + @apollo/server 5 (express 5, default fetcher), no authentication, signing the same users in turn into `x-fleet-caller`. Hive Gateway: the same users as pre-signed headers in turn.',
-      `PostgreSQL: the backends of the bench's database${lost ? ` (${lost} backend(s) ended during a window; their CPU is missing)` : ''}.`,
+      `PostgreSQL: the backends of the bench's database, sampled every 250 ms${lost ? ` (${lost} backend(s) ended during a window: up to 250 ms of their CPU each is missing)` : ''}. The bridge is in every window although no query touches it: with the Kafka mock it polls every ${ctx.platform.kafkaMaxWaitMs} ms while idle.`,
     ],
     tables: [cpuTable([{ title: 'ours', m: ours }, { title: 'Apollo', m: apollo }, { title: 'Hive', m: hive }])],
   };
