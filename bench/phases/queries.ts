@@ -33,6 +33,8 @@ interface Measured {
   elapsedMs: number;
   p50: number[];
   p99: number[];
+  /** Requests/s of each round, to see the drift the alternation evens out. */
+  rounds: number[];
   cpu: CpuUsage | null;
 }
 
@@ -54,6 +56,7 @@ async function window(ctx: BenchContext, target: Target, durationS: number, into
     into.elapsedMs += result.elapsedMs;
     into.p50.push(result.latencyP50);
     into.p99.push(result.latencyP99);
+    into.rounds.push((result.served * 1000) / Math.max(1, result.elapsedMs));
     into.cpu = addUsage(into.cpu, cpu);
   } finally {
     await worker.stop();
@@ -62,7 +65,7 @@ async function window(ctx: BenchContext, target: Target, durationS: number, into
 
 async function measure(ctx: BenchContext, targets: Target[]): Promise<Map<string, Measured>> {
   const { queryWindowS, queryRounds, warmupS } = ctx.settings;
-  const measured = new Map<string, Measured>(targets.map((t) => [t.key, { served: 0, errors: 0, firstError: null, elapsedMs: 0, p50: [], p99: [], cpu: null }]));
+  const measured = new Map<string, Measured>(targets.map((t) => [t.key, { served: 0, errors: 0, firstError: null, elapsedMs: 0, p50: [], p99: [], rounds: [], cpu: null }]));
   for (const target of targets) {
     ctx.log(`queries: warm-up ${target.label} (${warmupS} s)`);
     await window(ctx, target, warmupS, null);
@@ -108,6 +111,10 @@ function cpuTable(columns: Array<{ title: string; m: Measured }>): string {
   for (const p of processes) lines.push(`| ${p} | ${columns.map((c) => fmt(perRequest(c.m, [p]))).join(' | ')} |`);
   lines.push(`| requests (errors) | ${columns.map((c) => `${c.m.served} (${c.m.errors})`).join(' | ')} |`);
   return lines.join('\n');
+}
+
+function roundsNote(targets: Target[], measured: Map<string, Measured>): string {
+  return `Requests/s per round (the targets alternate round by round): ${targets.map((t) => `${t.label} ${measured.get(t.key)!.rounds.map((r) => fmt(r, 0)).join(' / ')}`).join('; ')}.`;
 }
 
 function errorsOf(measured: Map<string, Measured>, targets: Target[]): string | undefined {
@@ -158,6 +165,7 @@ export async function identicalRequests(ctx: BenchContext): Promise<PhaseResult>
     notes: [
       `Query \`${QUERY}\` (7 devices with a location each), ${CONNECTIONS} connections, autocannon in its own process; ${ctx.settings.queryRounds} alternating round(s) of ~${Math.round(ctx.settings.queryWindowS / ctx.settings.queryRounds)} s per target after a ${ctx.settings.warmupS} s warm-up each.`,
       'Ours: one member\'s Cognito ID token on every request. Hive Gateway 2.15 with its defaults: the same member as a pre-signed `x-fleet-caller` header, forwarded to the subgraphs (propagateHeaders); it verifies no token.',
+      roundsNote(targets, measured),
     ],
     tables: [cpuTable([{ title: 'ours', m: ours }, { title: 'Hive', m: hive }])],
   };
@@ -229,6 +237,7 @@ export async function manyUsers(ctx: BenchContext): Promise<PhaseResult> {
     notes: [
       `${users.length} members of ${tenants} tenants (each tenant: 7 devices with a location), requests taking the users in turn across all ${CONNECTIONS} connections, so concurrent requests are different callers.`,
       'Ours: each user\'s Cognito ID token. Bare @apollo/gateway 2.14 + @apollo/server 5 (express 5, default fetcher), no authentication, signing the same users in turn into `x-fleet-caller`. Hive Gateway: the same users as pre-signed headers in turn.',
+      roundsNote(targets, measured),
       `PostgreSQL: the backends of the bench's database, sampled every 250 ms${lost ? ` (${lost} backend(s) ended during a window: up to 250 ms of their CPU each is missing)` : ''}. The bridge is in every window although no query touches it: with the Kafka mock it polls every ${ctx.platform.kafkaMaxWaitMs} ms while idle.`,
     ],
     tables: [cpuTable([{ title: 'ours', m: ours }, { title: 'Apollo', m: apollo }, { title: 'Hive', m: hive }])],
