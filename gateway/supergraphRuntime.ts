@@ -35,7 +35,7 @@ export function buildSupergraphRuntime(
     sdl,
     apiSchema,
     serviceMap,
-    planner: createEventPlanner({ supergraph, serviceMap, logger: options.logger }),
+    planner: createEventPlanner({ supergraph, apiSchema, serviceMap, logger: options.logger }),
     locationUrl,
   };
 }

@@ -21,6 +21,7 @@ import { BadUserInput } from '../../lib/errors';
 import type { LocationEvent } from '../../lib/locationEvent';
 import type { Logger } from '../../lib/logger';
 import type { GatewayContext } from '../subgraphFetcher';
+import { localResolution, type LocalResolution } from './localResolution';
 
 /**
  * Resolves a `locationUpdated` selection for a batch of events in ONE query-plan execution.
@@ -42,6 +43,8 @@ export interface EventPlan {
    */
   readonly signature: string;
   readonly variableNames: ReadonlySet<string>;
+  /** Set when the gateway can resolve the selection alone (see localResolution.ts). */
+  readonly local: LocalResolution | null;
   /** One outcome per event, in the same order. Never throws: failures become outcomes. */
   resolve(events: readonly LocationEvent[], caller: Caller, variables: Record<string, unknown>): Promise<EventOutcome[]>;
 }
@@ -66,7 +69,7 @@ export const EVENTS_FIELD = '_locationEvents';
 /** Arguments of `locationUpdated` that choose the events; the others (e.g. resume positions) are the gateway's. */
 const EVENT_ARGUMENTS = new Set(['tenantId', 'deviceId']);
 
-export function createEventPlanner(options: { supergraph: Supergraph; serviceMap: ServiceMap; logger: Logger }): EventPlanner {
+export function createEventPlanner(options: { supergraph: Supergraph; apiSchema: GraphQLSchema; serviceMap: ServiceMap; logger: Logger }): EventPlanner {
   const planner = new QueryPlanner(options.supergraph);
   const supergraphSchema = options.supergraph.schema.toGraphQLJSSchema();
   return {
@@ -74,7 +77,7 @@ export function createEventPlanner(options: { supergraph: Supergraph; serviceMap
       const batch = toBatchQuery(document, operationName);
       const operation = operationFromDocument(options.supergraph.schema, batch.document, { operationName });
       const queryPlan: QueryPlan = planner.buildQueryPlan(operation);
-      return new PlannedEvents(batch, queryPlan, supergraphSchema, options);
+      return new PlannedEvents(batch, queryPlan, supergraphSchema, localResolution(options.apiSchema, document, operationName), options);
     },
   };
 }
@@ -89,6 +92,7 @@ class PlannedEvents implements EventPlan {
     private readonly batch: BatchQuery,
     private readonly queryPlan: QueryPlan,
     private readonly supergraphSchema: GraphQLSchema,
+    readonly local: LocalResolution | null,
     private readonly options: { supergraph: Supergraph; serviceMap: ServiceMap; logger: Logger },
   ) {
     this.responseKey = batch.responseKey;

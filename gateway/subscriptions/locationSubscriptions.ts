@@ -7,6 +7,7 @@ import type { Logger } from '../../lib/logger';
 import type { EventPlan, EventPlanner } from './eventPlan';
 import type { LocationFeed } from './locationFeed';
 import type { DeviceSequence, LocationHistory } from './locationHistory';
+import { DEVICE_FIELDS, type CachedDevice } from './localResolution';
 import { ResolutionScheduler } from './resolutionScheduler';
 import { SubscriptionGroup, type GroupLimits } from './subscriptionGroup';
 import { SubscriberStream, type FrameSink } from './subscriberStream';
@@ -222,6 +223,7 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
       variables: request.variables,
       plan,
       history: this.history,
+      devices: (caller, tenantId, deviceId) => this.devicesOf(caller, tenantId, deviceId),
       scheduler: this.scheduler,
       limits: this.live,
       logger: this.logger,
@@ -249,6 +251,18 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
       this.plans.set(key, plan);
     }
     return plan;
+  }
+
+  /** The immutable fields of a scope's devices, read through the supergraph as the group's caller. */
+  private async devicesOf(caller: Caller, tenantId: string, deviceId: string | null): Promise<CachedDevice[]> {
+    const result = deviceId
+      ? await this.query(`query($id: ID!) { device(id: $id) { ${DEVICE_FIELDS} } }`, { id: deviceId }, caller)
+      : await this.query(`query($id: ID!) { tenant(id: $id) { devices { ${DEVICE_FIELDS} } } }`, { id: tenantId }, caller);
+    const data = result.data as { device?: CachedDevice | null; tenant?: { devices: CachedDevice[] } | null } | undefined;
+    const devices = deviceId ? (data?.device ? [data.device] : []) : (data?.tenant?.devices ?? []);
+    // A failure must not look like "no such device": the batch is retried instead.
+    if (result.errors?.some((e) => e.extensions?.code !== 'NOT_FOUND')) throw new Error(`reading devices failed: ${result.errors[0]?.message}`);
+    return devices.filter((device) => device.tenant.id === tenantId);
   }
 
   /** MEMBER: own tenant only; ADMIN: any existing tenant. Another tenant's device is NOT_FOUND. */

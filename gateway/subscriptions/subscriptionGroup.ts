@@ -4,6 +4,7 @@ import { formatFleetError } from '../../lib/errors';
 import type { LocationEvent } from '../../lib/locationEvent';
 import type { Logger } from '../../lib/logger';
 import type { EventOutcome, EventPlan } from './eventPlan';
+import { deviceNotFound, type CachedDevice } from './localResolution';
 import type { DeviceSequence, LocationHistory, SequenceRange } from './locationHistory';
 import type { ResolutionScheduler, ScheduledWork } from './resolutionScheduler';
 import type { SubscriberStream } from './subscriberStream';
@@ -51,6 +52,8 @@ export interface GroupOptions {
   variables: Record<string, unknown>;
   plan: EventPlan;
   history: LocationHistory;
+  /** The immutable fields of the scope's devices, for selections the gateway resolves alone. */
+  devices: DeviceLookup;
   scheduler: ResolutionScheduler;
   limits: GroupLimits;
   logger: Logger;
@@ -59,6 +62,9 @@ export interface GroupOptions {
   /** Called whenever the number of events waiting in this group changes, with the change. */
   onPendingChanged(delta: number): void;
 }
+
+/** Reads the devices of a scope (a tenant, or one device of it) as the caller sees them. */
+export type DeviceLookup = (caller: Caller, tenantId: string, deviceId: string | null) => Promise<CachedDevice[]>;
 
 type Pending = { no: number } & (
   | { kind: 'event'; event: LocationEvent }
@@ -93,6 +99,11 @@ export class SubscriptionGroup implements ScheduledWork {
   private scheduled = false;
   private ended = false;
   private planned: EventPlan;
+  /**
+   * Devices of the group's scope by id (their name and tenant never change), read once and again
+   * only when an event names a device not seen yet (registered after the group started).
+   */
+  private readonly deviceCache = new Map<string, CachedDevice>();
 
   constructor(private readonly options: GroupOptions) {
     this.planned = options.plan;
@@ -231,7 +242,13 @@ export class SubscriptionGroup implements ScheduledWork {
     }
     const batch = this.batch;
     const events = batch.flatMap((entry) => ('event' in entry ? [entry.event] : []));
-    const outcomes = events.length ? await this.planned.resolve(events, this.options.caller, this.options.variables) : [];
+    let outcomes: EventOutcome[];
+    try {
+      outcomes = events.length ? await this.resolve(events) : [];
+    } catch (error) {
+      if (this.ended || this.retryLater(error)) return;
+      outcomes = events.map(() => ({ result: { data: null }, transient: true }));
+    }
     if (this.ended) return;
     if (outcomes.some((o) => o.transient) && this.retryLater(null)) return;
     if (events.length) this.options.onResolved(events.length);
@@ -240,6 +257,24 @@ export class SubscriptionGroup implements ScheduledWork {
     this.options.onPendingChanged(-batch.length);
     this.failingSince = null;
     this.attempt = 0;
+  }
+
+  /**
+   * Locally when the selection allows it (the event plus the cached device), otherwise through the
+   * query plan. Throws only when the devices could not be read (a passing failure).
+   */
+  private async resolve(events: LocationEvent[]): Promise<EventOutcome[]> {
+    const local = this.planned.local;
+    if (!local) return this.planned.resolve(events, this.options.caller, this.options.variables);
+    if (local.needsDevice && events.some((event) => !this.deviceCache.has(event.deviceId))) {
+      const { caller, tenantId, deviceId } = this.options;
+      for (const device of await this.options.devices(caller, tenantId, deviceId)) this.deviceCache.set(device.id, device);
+    }
+    return events.map((event) => {
+      const device = this.deviceCache.get(event.deviceId);
+      if (local.needsDevice && !device) return { result: deviceNotFound(this.planned.responseKey), transient: false };
+      return { result: local.resolve(event, device, this.options.caller, this.options.variables), transient: false };
+    });
   }
 
   /** Up to `maxBatch` events' worth of pending items, in order. */
