@@ -12,15 +12,15 @@ export type DeviceSequenceInput = {
 };
 
 export type LocationInput = {
-  accuracy?: number | null | undefined;
-  altitude?: number | null | undefined;
   deviceId: string | number;
-  heading?: number | null | undefined;
   latitude: number;
   longitude: number;
+  accuracy?: number | null | undefined;
+  speed?: number | null | undefined;
+  heading?: number | null | undefined;
+  altitude?: number | null | undefined;
   /** At most 5 minutes ahead of the server clock and at most 7 days old (both configurable). Defaults to receivedAt. */
   recordedAt?: string | null | undefined;
-  speed?: number | null | undefined;
 };
 
 /** ADMIN operates the platform; MEMBER belongs to exactly one tenant. */
