@@ -125,11 +125,9 @@ const INDEX_HTML = `<!doctype html>
   </form>
   <main id="fleet" hidden>
     <div id="map"></div>
-    <section id="devices">
-      <table>
-        <thead><tr><th>Device</th><th>Position</th><th>Speed</th><th>Heading</th><th>Age</th></tr></thead>
-        <tbody></tbody>
-      </table>
+    <section id="devices" role="table" aria-label="Devices">
+      <div class="row head" role="row"><span role="columnheader">Device</span><span role="columnheader">Position</span><span role="columnheader">Speed</span><span role="columnheader">Heading</span><span role="columnheader">Age</span></div>
+      <div class="rows" role="rowgroup"></div>
     </section>
   </main>
 </body>

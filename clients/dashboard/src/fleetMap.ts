@@ -27,9 +27,16 @@ export class FleetMap {
   private readonly map: L.Map;
   private readonly renderer = L.canvas({ padding: 0.2 });
   private readonly grid = L.layerGroup();
+  private readonly gridRenderer = L.canvas({ pane: 'grid' });
   private readonly tracks = new Map<string, Track>();
   private readonly axes: HTMLElement;
-  private fitted = false;
+  /** Once the user pans or zooms, the view is theirs: no more framing. */
+  private userMoved = false;
+  private fitting = false;
+  /** The visible area, read once per view change rather than once per location. */
+  private view?: L.LatLngBounds;
+  /** Nothing framed yet, or a device is out of view. */
+  private needsFraming = true;
 
   constructor(element: HTMLElement, tileUrl: string) {
     this.map = L.map(element, { preferCanvas: true, renderer: this.renderer, worldCopyJump: false, zoomSnap: 0.5 }).setView([20, 0], 2);
@@ -38,13 +45,21 @@ export class FleetMap {
     this.grid.addTo(this.map);
     this.axes = L.DomUtil.create('div', 'axes', element);
     this.map.on('moveend zoomend resize', () => this.drawGrid());
-    this.map.on('move zoom', () => this.labelAxes());
+    this.map.on('move zoom', () => {
+      this.view = undefined;
+      this.labelAxes();
+    });
+    this.map.on('resize viewreset', () => (this.view = undefined));
+    this.map.on('movestart zoomstart', () => {
+      if (!this.fitting) this.userMoved = true;
+    });
     this.drawGrid();
   }
 
   /** Moves a device's marker and extends its trail (oldest points fall off). */
   move(deviceId: string, label: string, point: MapPoint): void {
     const at = L.latLng(point.latitude, point.longitude);
+    if (!this.needsFraming && !this.viewBounds().contains(at)) this.needsFraming = true;
     const track = this.tracks.get(deviceId);
     if (!track) {
       const marker = L.circleMarker(at, { renderer: this.renderer, radius: 5, weight: 1.5, color: '#0b3d91', fillColor: '#2f80ed', fillOpacity: 0.9 }).bindTooltip(label);
@@ -61,12 +76,21 @@ export class FleetMap {
     track.trail.setLatLngs(points);
   }
 
-  /** Frames every device once, the first time there is something to frame. */
-  fitOnce(points: MapPoint[]): void {
-    if (this.fitted || points.length === 0) return;
-    this.fitted = true;
-    const bounds = L.latLngBounds(points.map((p) => L.latLng(p.latitude, p.longitude)));
-    this.map.fitBounds(bounds.pad(0.2), { maxZoom: 15, animate: false });
+  /** Frames every device when one is out of view, until the user takes the view over. */
+  frame(): void {
+    if (!this.needsFraming || this.userMoved || this.tracks.size === 0) return;
+    this.needsFraming = false;
+    const bounds = L.latLngBounds([...this.tracks.values()].map((t) => t.marker.getLatLng()));
+    this.fitting = true;
+    try {
+      this.map.fitBounds(bounds.pad(0.2), { maxZoom: 15, animate: false });
+    } finally {
+      this.fitting = false;
+    }
+  }
+
+  private viewBounds(): L.LatLngBounds {
+    return (this.view ??= this.map.getBounds());
   }
 
   /** Where a device's marker is on screen (container pixels), for tests and tooling. */
@@ -81,7 +105,8 @@ export class FleetMap {
       trail.remove();
     }
     this.tracks.clear();
-    this.fitted = false;
+    this.userMoved = false;
+    this.needsFraming = true;
   }
 
   private step(): number {
@@ -94,7 +119,7 @@ export class FleetMap {
     this.grid.clearLayers();
     const bounds = this.map.getBounds();
     const step = this.step();
-    const style = { pane: 'grid', color: '#8a96a3', weight: 1, opacity: 0.45, interactive: false, renderer: L.canvas({ pane: 'grid' }) };
+    const style = { pane: 'grid', color: '#8a96a3', weight: 1, opacity: 0.45, interactive: false, renderer: this.gridRenderer };
     const south = Math.max(-90, bounds.getSouth());
     const north = Math.min(90, bounds.getNorth());
     for (let lat = Math.ceil(south / step) * step; lat <= north; lat += step) {

@@ -32,6 +32,8 @@ declare global {
   }
 }
 
+/** Per frame, how long applying locations may take; the rest of the frame is the browser's. */
+const FRAME_BUDGET_MS = 6;
 const API_URL = new URL('../graphql', window.location.href).href;
 const byId = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
@@ -42,7 +44,7 @@ const ui = {
   who: byId<HTMLSpanElement>('who'),
   signOut: byId<HTMLButtonElement>('sign-out'),
   connection: byId<HTMLSpanElement>('connection'),
-  rows: document.querySelector('#devices tbody') as HTMLTableSectionElement,
+  rows: document.querySelector('#devices .rows') as HTMLElement,
 };
 
 const devices = new Map<string, DeviceState>();
@@ -74,23 +76,34 @@ function apply(deviceId: string, name: string, location: Shown): void {
   table.show(deviceId, name, location, Date.now());
 }
 
+/**
+ * Applies what arrived since the last frame, within a time budget: a burst (every device reporting
+ * at once) is spread over a few frames instead of stalling one. Order is kept: the rest waits.
+ */
 function flush(): void {
   frameRequested = false;
   const started = performance.now();
-  const batch = pending;
-  pending = [];
-  for (const location of batch) apply(location.device.id, location.device.name, location);
-  map?.fitOnce(batch);
+  let applied = 0;
+  while (applied < pending.length && (applied === 0 || performance.now() - started < FRAME_BUDGET_MS)) {
+    const location = pending[applied++] as LiveLocation;
+    apply(location.device.id, location.device.name, location);
+  }
+  pending = applied === pending.length ? [] : pending.slice(applied);
+  map?.frame();
   frameWork.push(performance.now() - started);
   if (frameWork.length > 10_000) frameWork.splice(0, 5_000);
+  if (pending.length) requestFrame();
+}
+
+function requestFrame(): void {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(flush);
 }
 
 function receive(location: LiveLocation): void {
   pending.push(location);
-  if (!frameRequested) {
-    frameRequested = true;
-    requestAnimationFrame(flush);
-  }
+  requestFrame();
 }
 
 async function follow(tenantId: string): Promise<void> {
@@ -106,7 +119,7 @@ async function follow(tenantId: string): Promise<void> {
     if (device.lastLocation) apply(device.id, device.name, device.lastLocation);
     else table.show(device.id, device.name, null, now);
   }
-  map?.fitOnce(tenant.devices.flatMap((d) => (d.lastLocation ? [d.lastLocation] : [])));
+  map?.frame();
   // Resume from what the list shows: anything accepted since it was read comes first.
   const after = tenant.devices.flatMap((d) => (d.lastLocation ? [{ deviceId: d.id, sequence: d.lastLocation.sequence }] : []));
   const current = fleet.locationUpdated({ tenantId, after });
