@@ -115,7 +115,7 @@ async function follow(tenantId: string): Promise<void> {
   const tenant = await fleet.tenant(tenantId);
   if (!tenant) return;
   const now = Date.now();
-  for (const device of tenant.devices) {
+  for (const device of [...tenant.devices].sort((a, b) => a.name.localeCompare(b.name))) {
     if (device.lastLocation) apply(device.id, device.name, device.lastLocation);
     else table.show(device.id, device.name, null, now);
   }
