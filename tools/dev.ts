@@ -89,6 +89,8 @@ async function main(): Promise<void> {
   });
   // A signal while the stand-ins started: `stop` already ran without them.
   if (stopping) return void (await infrastructure.stop());
+  // No mail server here: the codes cognito-local "emails" are printed (and kept in its mailbox.jsonl).
+  infrastructure.cognito?.onMail((mail) => log(`verification code for ${mail.to}: ${mail.code}`));
 
   for (const spec of processSpecs(infrastructure.env)) {
     const running = startProcess(spec, infrastructure.env, (name, line) => process.stdout.write(`${name.padEnd(8)} | ${line}\n`));

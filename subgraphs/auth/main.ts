@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { callerEnv, cognitoEnv, commonEnv, hostEnv, lifecycleEnv, databaseEnv, loadConfig, ports } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
-import { UserPool } from '../../lib/userPool';
+import { UserPool } from '../../lib/cognito/userPool';
 import { startAuthSubgraph } from './server';
 
 const config = loadConfig(

@@ -5,8 +5,9 @@ import type { Caller } from '../../lib/caller';
 import type { Database } from '../../lib/database';
 import { BadUserInput, Unauthenticated } from '../../lib/errors';
 import { requireCaller } from '../../lib/scope';
-import { isCognitoError, type PoolTokens, type UserPool } from '../../lib/userPool';
-import { findUserForLogin, normaliseEmail, saveUser, type UserRecord } from './users';
+import { isCognitoError, type PoolTokens, type UserPool } from '../../lib/cognito/userPool';
+import { confirmRegistration, register, resendConfirmationCode } from './registration';
+import { findUser, normaliseEmail, saveUser, type UserRecord } from './users';
 
 export interface AuthContext {
   caller: Caller | null;
@@ -18,6 +19,8 @@ export interface AuthContext {
 const email = z.email().max(254);
 // cognito-local enforces no password policy; this is the floor real pools are configured with too.
 const password = z.string().min(8, 'must be at least 8 characters').max(256);
+// Cognito's own pattern for confirmation codes; its codes are 6 digits.
+const code = z.string().regex(/^\S{1,2048}$/, 'must be the code sent to the email address');
 
 function parseField<T>(schema: z.ZodType<T>, field: string, value: unknown): T {
   const parsed = schema.safeParse(value);
@@ -25,21 +28,33 @@ function parseField<T>(schema: z.ZodType<T>, field: string, value: unknown): T {
   return parsed.data;
 }
 
+/**
+ * The platform's row for a signed-in account. An account new to the platform (or one whose row was
+ * retired) is recorded only when its email is verified: its row then takes over the email from any
+ * older account that held it (see `saveUser`). Unverified accounts sign in as a MEMBER with nothing.
+ */
+async function accountUser(db: Database, claims: PoolTokens['claims']): Promise<UserRecord> {
+  const known = await findUser(db, claims.sub);
+  if (known && !known.retiredAt) return { id: known.id, email: known.email, role: known.role };
+  const email = normaliseEmail(claims.email);
+  const verified = claims.email_verified === true || claims.email_verified === 'true';
+  if (!verified) return { id: claims.sub, email, role: 'MEMBER' };
+  return saveUser(db, { id: claims.sub, email });
+}
+
 async function session(db: Database, tokens: PoolTokens) {
-  const known = await findUserForLogin(db, tokens.claims.sub);
-  const user: UserRecord = known ?? { id: tokens.claims.sub, email: normaliseEmail(tokens.claims.email), role: 'MEMBER' };
-  if (!known) await saveUser(db, user);
   return {
     idToken: tokens.idToken,
     accessToken: tokens.accessToken,
     refreshToken: tokens.refreshToken,
     expiresIn: tokens.expiresIn,
-    user,
+    user: await accountUser(db, tokens.claims),
   };
 }
 
 // One answer for every sign-in failure, so the API cannot be used to find out who has an account.
 const SIGN_IN_FAILED = 'Incorrect email or password';
+const NOT_CONFIRMED = 'Confirm the email address first: confirmRegistration with the code sent to it (resendConfirmationCode sends a new one)';
 
 export const resolvers: GraphQLResolverMap<AuthContext> = {
   Query: {
@@ -49,30 +64,30 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
     },
   },
   Mutation: {
-    register: async (_root, args: { email: string; password: string }, { db, userPool }) => {
+    register: async (_root, args: { email: string; password: string }, { userPool }) => {
       const address = normaliseEmail(parseField(email, 'email', args.email.trim()));
       const secret = parseField(password, 'password', args.password);
-      let id: string;
-      try {
-        id = await userPool.signUp(address, secret);
-      } catch (error) {
-        if (isCognitoError(error, 'UsernameExistsException')) throw new BadUserInput('email', 'email is already registered');
-        if (isCognitoError(error, 'InvalidPasswordException')) throw new BadUserInput('password', 'password does not meet the pool policy');
-        if (isCognitoError(error, 'InvalidParameterException')) throw new BadUserInput('email', 'email is not accepted');
-        throw error;
-      }
-      // Registration never grants a role or a tenant: always a MEMBER without a tenant.
-      return saveUser(db, { id, email: address, role: 'MEMBER' });
+      // Registration never grants a role or a tenant: always a MEMBER without a tenant. The
+      // platform records the user once the email is confirmed.
+      return { id: await register(userPool, address, secret), email: address, role: 'MEMBER' };
+    },
+    confirmRegistration: async (_root, args: { email: string; code: string }, { db, userPool }) => {
+      const address = normaliseEmail(parseField(email, 'email', args.email.trim()));
+      return confirmRegistration(db, userPool, address, parseField(code, 'code', args.code.trim()));
+    },
+    resendConfirmationCode: async (_root, args: { email: string }, { userPool }) => {
+      await resendConfirmationCode(userPool, normaliseEmail(parseField(email, 'email', args.email.trim())));
+      return true;
     },
     login: async (_root, args: { email: string; password: string }, { db, userPool }) => {
       try {
         return await session(db, await userPool.signIn(normaliseEmail(args.email), args.password));
       } catch (error) {
-        if (
-          isCognitoError(error, 'NotAuthorizedException', 'UserNotFoundException', 'InvalidPasswordException', 'UserNotConfirmedException', 'InvalidParameterException')
-        ) {
+        if (isCognitoError(error, 'NotAuthorizedException', 'UserNotFoundException', 'InvalidPasswordException', 'InvalidParameterException')) {
           throw new Unauthenticated(SIGN_IN_FAILED);
         }
+        // Cognito says so only once the password checked out, so this tells nothing to a stranger.
+        if (isCognitoError(error, 'UserNotConfirmedException')) throw new Unauthenticated(NOT_CONFIRMED);
         throw error;
       }
     },

@@ -4,7 +4,7 @@ import { parse } from 'graphql';
 import type { Database } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
-import type { UserPool } from '../../lib/userPool';
+import type { UserPool } from '../../lib/cognito/userPool';
 import { resolvers, type AuthContext } from './resolvers';
 import { normaliseEmail, saveUser, visibleUsers } from './users';
 
@@ -21,7 +21,12 @@ export interface AuthSubgraphOptions {
   logger: Logger;
 }
 
-/** The first ADMIN, from ADMIN_EMAIL / ADMIN_PASSWORD, made in Cognito and recorded before serving. */
+/**
+ * The first ADMIN, from ADMIN_EMAIL / ADMIN_PASSWORD: created in Cognito if missing (an existing
+ * account, and so its password, is left alone) and recorded before serving. When the account was
+ * re-created (a new pool, or deleted and made again), its new `sub` becomes the ADMIN and the old
+ * row is retired.
+ */
 async function bootstrapAdmin(options: AuthSubgraphOptions): Promise<void> {
   const email = normaliseEmail(options.admin.email);
   const id = await options.userPool.ensureAdmin(email, options.admin.password);

@@ -1,6 +1,6 @@
 import DataLoader from 'dataloader';
 import type { Caller } from '../../lib/caller';
-import type { Database } from '../../lib/database';
+import type { Database, Tx } from '../../lib/database';
 import { requireCaller, scopeFor } from '../../lib/scope';
 
 /** The auth subgraph's records: one row per Cognito user, with the platform role. */
@@ -10,27 +10,63 @@ export interface UserRecord {
   role: 'ADMIN' | 'MEMBER';
 }
 
+export interface StoredUser extends UserRecord {
+  /** Set when another Cognito account took over the email: the row is a person who left. */
+  retiredAt: Date | null;
+}
+
 const fields = { id: true, email: true, role: true } as const;
 
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-/** Creates or refreshes the row for a Cognito user. Registration and login act for no tenant. */
-export async function saveUser(db: Database, user: UserRecord): Promise<UserRecord> {
-  return db.inScope({ kind: 'system' }, (tx) =>
-    tx.user.upsert({
-      where: { id: user.id },
-      create: user,
-      update: { email: user.email, role: user.role },
-      select: fields,
-    }),
-  );
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002';
 }
 
-/** A user's row if it exists; a user created only in Cognito keeps role MEMBER. */
-export async function findUserForLogin(db: Database, id: string): Promise<UserRecord | null> {
-  return db.inScope({ kind: 'system' }, (tx) => tx.user.findUnique({ where: { id }, select: fields }));
+/**
+ * Another Cognito account now holds this email (the pool was re-created, or the account deleted and
+ * signed up again): whoever holds it now is a new person. The old rows keep no membership and no
+ * role, and free the email.
+ */
+async function retireOtherHolders(tx: Tx, email: string, id: string): Promise<void> {
+  const holders = await tx.user.findMany({ where: { email, retiredAt: null, id: { not: id } }, select: { id: true } });
+  if (holders.length === 0) return;
+  const ids = holders.map((holder) => holder.id);
+  await tx.tenantMember.deleteMany({ where: { userId: { in: ids } } });
+  await tx.user.updateMany({ where: { id: { in: ids } }, data: { retiredAt: new Date(), role: 'MEMBER' } });
+}
+
+/**
+ * Records a Cognito account whose email is verified: creates its row, or brings it back to the
+ * email. A given `role` is set; without one a new row is a MEMBER and an existing one keeps its role.
+ * Runs in 'system' scope: registration, login and the bootstrap act for no tenant.
+ */
+export async function saveUser(db: Database, user: { id: string; email: string; role?: UserRecord['role'] }): Promise<UserRecord> {
+  const write = () =>
+    db.inScope({ kind: 'system' }, async (tx) => {
+      await retireOtherHolders(tx, user.email, user.id);
+      return tx.user.upsert({
+        where: { id: user.id },
+        create: { id: user.id, email: user.email, role: user.role ?? 'MEMBER' },
+        update: { email: user.email, retiredAt: null, ...(user.role ? { role: user.role } : {}) },
+        select: fields,
+      });
+    });
+  try {
+    return await write();
+  } catch (error) {
+    // Two replicas recording the same account (or the same email) at once: the loser's insert hits
+    // a unique index; the second attempt sees the winner's row and goes through.
+    if (!isUniqueViolation(error)) throw error;
+    return write();
+  }
+}
+
+/** A user's row if it exists, retired or not. */
+export async function findUser(db: Database, id: string): Promise<StoredUser | null> {
+  return db.inScope({ kind: 'system' }, (tx) => tx.user.findUnique({ where: { id }, select: { ...fields, retiredAt: true } }));
 }
 
 /**

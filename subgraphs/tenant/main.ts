@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { callerEnv, cognitoEnv, commonEnv, hostEnv, lifecycleEnv, databaseEnv, loadConfig, ports, redisEnv } from '../../lib/config';
 import { createDatabase } from '../../lib/database';
 import { runService } from '../../lib/service';
-import { UserPool } from '../../lib/userPool';
+import { UserPool } from '../../lib/cognito/userPool';
 import { startTenantSubgraph } from './server';
 
 const config = loadConfig(

@@ -4,9 +4,9 @@ import type { Database } from '../../lib/database';
 import { DateTime } from '../../lib/dateTime';
 import { BadUserInput, NotFound, Unauthenticated } from '../../lib/errors';
 import { requireAdmin, requireCaller, scopeFor } from '../../lib/scope';
-import type { UserPool } from '../../lib/userPool';
+import type { UserPool } from '../../lib/cognito/userPool';
 import { isUuid } from '../../lib/ids';
-import { findTenant, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, type TenantRecord } from './tenants';
+import { findTenant, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, userByEmail, type TenantRecord } from './tenants';
 
 export interface TenantContext {
   caller: Caller | null;
@@ -51,20 +51,30 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
     addTenantMember: async (_root, args: { tenantId: string; email: string }, { caller, db, userPool, announceMembershipChange }) => {
       const admin = requireAdmin(caller);
       const email = args.email.trim().toLowerCase();
-      const member = await db.inScope(scopeFor(admin), async (tx) => {
+      const user = await db.inScope(scopeFor(admin), async (tx) => {
         if (!isUuid(args.tenantId) || !(await tx.tenant.findUnique({ where: { id: args.tenantId }, select: { id: true } }))) {
           throw new NotFound('Tenant');
         }
-        const user = await tx.user.findUnique({ where: { email }, select: { id: true, role: true } });
-        if (!user) throw new NotFound('User');
-        if (user.role === 'ADMIN') throw new BadUserInput('email', 'an ADMIN operates the platform and cannot join a tenant');
+        return userByEmail(tx, email);
+      });
+      if (!user) throw new NotFound('User');
+      if (user.role === 'ADMIN') throw new BadUserInput('email', 'an ADMIN operates the platform and cannot join a tenant');
+      // Only the mailbox's owner: the pool's account for the address must be confirmed with the email
+      // verified, and be the very account the platform recorded (a re-created account is someone
+      // else). Anything less is answered like an unknown user, so it cannot be probed.
+      const account = await userPool.findAccount(email);
+      if (!account || account.status !== 'CONFIRMED' || !account.emailVerified || account.email !== email || account.sub !== user.id) {
+        throw new NotFound('User');
+      }
+      await db.inScope(scopeFor(admin), async (tx) => {
+        // Retired meanwhile by a re-created account's sign-in: that is someone else now.
+        if ((await userByEmail(tx, email))?.id !== user.id) throw new NotFound('User');
         await setMembership(tx, user.id, args.tenantId);
         // Inside the transaction: if Cognito refuses, the membership is not recorded either.
         await userPool.setAttributes(email, { 'custom:tenant_id': args.tenantId });
-        return { id: user.id };
       });
-      await announceMembershipChange(member.id);
-      return member;
+      await announceMembershipChange(user.id);
+      return { id: user.id };
     },
   },
   Tenant: {

@@ -6,7 +6,7 @@ import { membershipChannel } from '../../lib/channels';
 import type { Database } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
-import type { UserPool } from '../../lib/userPool';
+import type { UserPool } from '../../lib/cognito/userPool';
 import { resolvers, type TenantContext } from './resolvers';
 
 export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));

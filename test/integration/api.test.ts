@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { adminSession, codes, createTenant, graphql, login, memberOf, recordLocation, registerDevice, type Session } from '../support/client';
+import { verificationCode } from '../support/mailbox';
 import { startTestStack, type TestStack } from '../support/stack';
 
 /** Every query and mutation of CONTRACT.md through the gateway: the happy path and each error code it can give. */
@@ -25,10 +26,12 @@ afterAll(async () => {
 const gql = (query: string, variables: Record<string, unknown> = {}, token?: string) => graphql(stack.gatewayUrl, query, variables, { token });
 
 describe('auth', () => {
-  test('register creates a MEMBER with no tenant; it cannot grant a role', async () => {
+  test('register creates a MEMBER with no tenant; it cannot grant a role; confirmRegistration completes it; a confirmed email is taken', async () => {
     const email = `new-${randomUUID().slice(0, 8)}@fleet.test`;
     const registered = await gql('mutation($e: String!) { register(email: $e, password: "long-enough-1") { id email role tenant { id } } }', { e: email });
     expect(registered.data?.register).toMatchObject({ email, role: 'MEMBER', tenant: null });
+    const confirmed = await gql('mutation($e: String!, $c: String!) { confirmRegistration(email: $e, code: $c) { id email role tenant { id } } }', { e: email, c: verificationCode(email) });
+    expect(confirmed.data?.confirmRegistration).toEqual({ id: registered.data?.register.id, email, role: 'MEMBER', tenant: null });
     const again = await gql('mutation($e: String!) { register(email: $e, password: "long-enough-1") { id } }', { e: email });
     expect(codes(again)).toEqual(['BAD_USER_INPUT']);
     expect(again.errors?.[0]?.extensions?.field).toBe('email');

@@ -3,6 +3,7 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,11 +12,15 @@ import {
   AdminCreateUserCommand,
   AdminSetUserPasswordCommand,
   AdminUpdateUserAttributesCommand,
+  AdminGetUserCommand,
   CognitoIdentityProviderClient,
+  ConfirmSignUpCommand,
   DescribeUserPoolClientCommand,
   DescribeUserPoolCommand,
   InitiateAuthCommand,
+  ResendConfirmationCodeCommand,
   SignUpCommand,
+  UpdateUserPoolCommand,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { CognitoJwtVerifier, JwtRsaVerifier } from 'aws-jwt-verify';
 import { JwtExpiredError, JwtInvalidAudienceError, JwtInvalidClaimError, JwtInvalidIssuerError } from 'aws-jwt-verify/error';
@@ -23,7 +28,8 @@ import type { Fetcher } from 'aws-jwt-verify/https';
 import { SimpleJwksCache } from 'aws-jwt-verify/jwk';
 import type { Jwks } from 'aws-jwt-verify/jwk';
 import type { JwtPayload } from 'aws-jwt-verify/jwt-model';
-import { startCognitoLocal, type CognitoLocal } from '../../tools/cognito-local/index';
+import { startCognitoLocal, type CognitoLocal, type Mail } from '../../tools/cognito-local/index';
+import { initPool } from '../../tools/cognito-local/init-pool';
 
 function decodeJwt(token: string): { header: Record<string, unknown>; payload: Record<string, any> } {
   const [header, payload] = token.split('.');
@@ -31,15 +37,18 @@ function decodeJwt(token: string): { header: Record<string, unknown>; payload: R
   return { header: part(header), payload: part(payload) };
 }
 
-/** Child processes of this process that run cognito-local. */
-function cognitoLocalChildren(): string[] {
+/**
+ * Child processes of this process that run cognito-local, other than those in `except`. (Run in
+ * band, jest's globalSetup shares this process, and its cognito-local is a child too.)
+ */
+function cognitoLocalChildren(except: string[] = []): string[] {
   let out = '';
   try {
     out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' });
   } catch {
     // ps exits 1 when there is no child at all
   }
-  return out.split('\n').filter((line) => line.includes('cognito-local/lib/bin/start.js'));
+  return out.split('\n').filter((line) => line.includes('cognito-local/lib/bin/start.js') && !except.includes(line));
 }
 
 function portAcceptsConnections(endpoint: string): Promise<boolean> {
@@ -138,6 +147,7 @@ describe('cognito-local', () => {
       );
     }
     expect(UserPool?.UsernameAttributes).toEqual(['email']);
+    expect(UserPool?.AutoVerifiedAttributes).toEqual(['email']); // SignUp mails a code; ConfirmSignUp verifies
 
     const { UserPoolClient } = await sdk.send(
       new DescribeUserPoolClientCommand({ UserPoolId: cognito.userPoolId, ClientId: cognito.clientId }),
@@ -307,6 +317,41 @@ describe('cognito-local', () => {
     });
   });
 
+  test('SignUp mails a code: in the mailbox before SignUp answers, announced by onMail; ResendConfirmationCode mails another', async () => {
+    const address = 'carol@example.com';
+    const mailbox = (to: string) =>
+      readFileSync(cognito.mailbox, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Mail).filter((mail) => mail.to === to);
+    const announced = new Promise<Mail>((resolve) => {
+      const stop = cognito.onMail((mail) => {
+        if (mail.to !== address) return;
+        stop();
+        resolve(mail);
+      });
+    });
+    const signUp = await sdk.send(new SignUpCommand({ ClientId: cognito.clientId, Username: address, Password: password, UserAttributes: [{ Name: 'email', Value: address }] }));
+    expect(signUp).toMatchObject({ UserConfirmed: false, CodeDeliveryDetails: { DeliveryMedium: 'EMAIL', Destination: address } });
+    const [first] = mailbox(address);
+    expect(first).toMatchObject({ to: address, code: expect.stringMatching(/^\d{6}$/), username: signUp.UserSub });
+    expect(await announced).toEqual(first);
+    await expect(login(cognito.clientId, address, password)).rejects.toMatchObject({ name: 'UserNotConfirmedException' });
+
+    const resent = await sdk.send(new ResendConfirmationCodeCommand({ ClientId: cognito.clientId, Username: address }));
+    expect(resent.CodeDeliveryDetails).toMatchObject({ DeliveryMedium: 'EMAIL', Destination: address });
+    const codes = mailbox(address).map((mail) => mail.code);
+    expect(codes).toHaveLength(2);
+    await sdk.send(new ConfirmSignUpCommand({ ClientId: cognito.clientId, Username: address, ConfirmationCode: codes[1] }));
+    const user = await sdk.send(new AdminGetUserCommand({ UserPoolId: cognito.userPoolId, Username: address }));
+    expect(user.UserStatus).toBe('CONFIRMED');
+    // Unlike real Cognito, cognito-local leaves email_verified unset on confirmation (the platform sets it).
+    expect(user.UserAttributes?.find((a) => a.Name === 'email_verified')).toBeUndefined();
+    await expect(login(cognito.clientId, address, password)).resolves.toBeDefined();
+
+    // As real Cognito answers: a confirmed user or an unknown one gets no code.
+    await expect(sdk.send(new ResendConfirmationCodeCommand({ ClientId: cognito.clientId, Username: address }))).rejects.toMatchObject({ name: 'InvalidParameterException' });
+    await expect(sdk.send(new ResendConfirmationCodeCommand({ ClientId: cognito.clientId, Username: 'nobody@example.com' }))).rejects.toMatchObject({ name: 'UserNotFoundException' });
+    expect(mailbox(address)).toHaveLength(2);
+  });
+
   test('error names for a wrong password, an unknown user and a duplicate SignUp', async () => {
     // Real Cognito: NotAuthorizedException "Incorrect username or password." for the first two.
     await expect(login(cognito.clientId, email, 'wrong')).rejects.toMatchObject({
@@ -336,8 +381,9 @@ describe('cognito-local with a dataDir', () => {
   });
 
   test('keeps the pool, client and users across restarts; stop() leaves no process', async () => {
+    const others = cognitoLocalChildren();
     const first = await startCognitoLocal({ dataDir, idTokenValiditySeconds: 600 });
-    expect(cognitoLocalChildren()).toHaveLength(1);
+    expect(cognitoLocalChildren(others)).toHaveLength(1);
     const sdk = new CognitoIdentityProviderClient({
       endpoint: first.endpoint,
       region: first.region,
@@ -354,10 +400,14 @@ describe('cognito-local with a dataDir', () => {
     await sdk.send(
       new AdminSetUserPasswordCommand({ UserPoolId: first.userPoolId, Username: 'bob@example.com', Password: 'pw', Permanent: true }),
     );
+    // A pool made before codes were mailed (UpdateUserPool resets what it is not given).
+    await sdk.send(new UpdateUserPoolCommand({ UserPoolId: first.userPoolId, MfaConfiguration: 'OFF' }));
+    expect((await sdk.send(new DescribeUserPoolCommand({ UserPoolId: first.userPoolId }))).UserPool?.AutoVerifiedAttributes).toBeUndefined();
+    expect(first.mailbox).toBe(path.join(dataDir, 'mailbox.jsonl'));
     sdk.destroy();
     await first.stop();
     await first.stop(); // idempotent
-    expect(cognitoLocalChildren()).toHaveLength(0);
+    expect(cognitoLocalChildren(others)).toHaveLength(0);
     expect(await portAcceptsConnections(first.endpoint)).toBe(false);
 
     const second = await startCognitoLocal({ dataDir, idTokenValiditySeconds: 900 });
@@ -376,6 +426,9 @@ describe('cognito-local with a dataDir', () => {
           AuthParameters: { USERNAME: 'bob@example.com', PASSWORD: 'pw' },
         }),
       );
+      const repaired = await sdk2.send(new DescribeUserPoolCommand({ UserPoolId: second.userPoolId }));
+      expect(repaired.UserPool?.AutoVerifiedAttributes).toEqual(['email']);
+      expect(repaired.UserPool?.UsernameAttributes).toEqual(['email']);
       sdk2.destroy();
       const { payload } = decodeJwt(out.AuthenticationResult!.IdToken!);
       expect(payload.iss).toBe(second.issuer);
@@ -383,6 +436,30 @@ describe('cognito-local with a dataDir', () => {
     } finally {
       await second.stop();
     }
-    expect(cognitoLocalChildren()).toHaveLength(0);
+    expect(cognitoLocalChildren(others)).toHaveLength(0);
+  });
+});
+
+describe('cognito-init (tools/cognito-local/init-pool.ts): pool settings', () => {
+  let cognito: CognitoLocal;
+  let sdk: CognitoIdentityProviderClient;
+  beforeAll(async () => {
+    cognito = await startCognitoLocal();
+    sdk = new CognitoIdentityProviderClient({ endpoint: cognito.endpoint, region: cognito.region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  });
+  afterAll(async () => {
+    sdk?.destroy();
+    await cognito?.stop();
+  });
+
+  test('creates the pool with email verified by a code, and repairs a pool made before that', async () => {
+    const created = await initPool({ endpoint: cognito.endpoint, poolName: 'init-verified' });
+    const described = async () => (await sdk.send(new DescribeUserPoolCommand({ UserPoolId: created.userPoolId }))).UserPool;
+    expect((await described())?.AutoVerifiedAttributes).toEqual(['email']);
+    await sdk.send(new UpdateUserPoolCommand({ UserPoolId: created.userPoolId, MfaConfiguration: 'OFF' }));
+    expect((await described())?.AutoVerifiedAttributes).toBeUndefined();
+    const again = await initPool({ endpoint: cognito.endpoint, poolName: 'init-verified', previous: created });
+    expect(again).toMatchObject({ userPoolId: created.userPoolId, created: { pool: false, client: false } });
+    expect((await described())?.AutoVerifiedAttributes).toEqual(['email']);
   });
 });

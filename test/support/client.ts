@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { verificationCode } from './mailbox';
 import type { TestStack } from './stack';
 
 /** A GraphQL-over-HTTP client for tests, as a dashboard or device app would call the gateway. */
@@ -50,12 +51,20 @@ export function adminSession(stack: TestStack): Promise<Session> {
   return login(stack, stack.admin.email, stack.admin.password);
 }
 
-/** Registers a user, puts them in the tenant, and logs in (so the token carries the tenant). */
+/** Registers a user and confirms the email with the code the pool sent (the mailbox owner's way). */
+export async function registerConfirmed(stack: TestStack, email: string, password: string): Promise<string> {
+  const registered = await graphql(stack.gatewayUrl, 'mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }', { e: email, p: password });
+  if (!registered.data?.register) throw new Error(`register failed: ${JSON.stringify(registered.errors)}`);
+  const confirmed = await graphql(stack.gatewayUrl, 'mutation($e: String!, $c: String!) { confirmRegistration(email: $e, code: $c) { id } }', { e: email, c: verificationCode(email) });
+  if (!confirmed.data?.confirmRegistration) throw new Error(`confirmRegistration failed: ${JSON.stringify(confirmed.errors)}`);
+  return confirmed.data.confirmRegistration.id;
+}
+
+/** Registers and confirms a user, puts them in the tenant, and logs in (so the token carries the tenant). */
 export async function memberOf(stack: TestStack, admin: Session, tenantId: string | null, label = 'member'): Promise<Session> {
   const email = `${label}-${randomUUID().slice(0, 8)}@fleet.test`;
   const password = 'member-password-1';
-  const registered = await graphql(stack.gatewayUrl, 'mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }', { e: email, p: password });
-  if (!registered.data?.register) throw new Error(`register failed: ${JSON.stringify(registered.errors)}`);
+  await registerConfirmed(stack, email, password);
   if (tenantId) {
     const added = await graphql(stack.gatewayUrl, 'mutation($t: ID!, $e: String!) { addTenantMember(tenantId: $t, email: $e) { id } }', { t: tenantId, e: email }, { token: admin.token });
     if (!added.data?.addTenantMember) throw new Error(`addTenantMember failed: ${JSON.stringify(added.errors)}`);

@@ -9,7 +9,7 @@ import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
 import type { RunningSubgraph } from '../../lib/subgraph';
 import type { LiveWorkLimits } from '../../gateway/subscriptions/locationSubscriptions';
-import { UserPool } from '../../lib/userPool';
+import { UserPool } from '../../lib/cognito/userPool';
 import { startAuthSubgraph } from '../../subgraphs/auth/server';
 import { startLocationSubgraph } from '../../subgraphs/location/server';
 import { startTenantSubgraph } from '../../subgraphs/tenant/server';

@@ -20,6 +20,7 @@ export async function startStandIns(): Promise<StandIns> {
     TEST_COGNITO_USER_POOL_ID: cognito.userPoolId,
     TEST_COGNITO_CLIENT_ID: cognito.clientId,
     TEST_COGNITO_ISSUER: cognito.issuer,
+    TEST_COGNITO_MAILBOX: cognito.mailbox,
   });
   return {
     kafka,

@@ -1,17 +1,20 @@
 /**
  * Starts cognito-local (a Cognito user-pool emulator, npm devDependency) as a child process and
  * makes sure it holds a user pool and app client shaped like the real one: custom attributes
- * `tenant_id` and `role`, email as the username, USER_PASSWORD_AUTH + REFRESH_TOKEN_AUTH, no secret.
+ * `tenant_id` and `role`, email as the username and verified by a code (AutoVerifiedAttributes),
+ * USER_PASSWORD_AUTH + REFRESH_TOKEN_AUTH, no secret. Codes land in a mailbox file and are
+ * announced through `onMail` (see emulatorExtensions.cjs).
  *
  * Development and tests only: cognito-local signs every token with a private key that ships inside
  * its npm package (see README.md next to this file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, appClientSettings, isNotFound } from './poolSchema';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, POOL_SETTINGS, appClientSettings, isNotFound, poolRepair } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   CognitoIdentityProviderClient,
@@ -20,6 +23,7 @@ import {
   DescribeUserPoolClientCommand,
   DescribeUserPoolCommand,
   UpdateUserPoolClientCommand,
+  UpdateUserPoolCommand,
   type UserPoolClientType,
 } from '@aws-sdk/client-cognito-identity-provider';
 
@@ -36,6 +40,17 @@ export interface CognitoLocalOptions {
   idTokenValiditySeconds?: number;
 }
 
+/** A message the emulator "sent" (a confirmation code), as its mailbox holds it. */
+export interface Mail {
+  /** ISO-8601 time of delivery. */
+  at: string;
+  /** The address (or phone number) it went to. */
+  to: string;
+  code: string;
+  /** The pool's username of the recipient (its `sub`, email being an alias). */
+  username: string;
+}
+
 export interface CognitoLocal {
   /** e.g. http://127.0.0.1:PORT — what `endpoint` of the AWS SDK client should be. */
   readonly endpoint: string;
@@ -46,6 +61,13 @@ export interface CognitoLocal {
   readonly issuer: string;
   /** `${issuer}/.well-known/jwks.json` (served over plain http). */
   readonly jwksUri: string;
+  /**
+   * The emulator's mailbox: one JSON `Mail` per line, appended before the API call that sent it
+   * answers (so a caller that got the answer finds the code there). In `dataDir`.
+   */
+  readonly mailbox: string;
+  /** Calls `listener` for every message sent from now on; returns the unsubscribe function. */
+  onMail(listener: (mail: Mail) => void): () => void;
   /** A new app client in the same pool; returns its client id. */
   createAppClient(options: { name: string; idTokenValiditySeconds?: number }): Promise<string>;
   /** Another pool (same schema) with one app client, e.g. for wrong-issuer tests. */
@@ -60,7 +82,11 @@ const STOP_TIMEOUT_MS = 5_000;
 const MAX_PORT_ATTEMPTS = 5;
 const OUTPUT_LIMIT = 64 * 1024;
 const IDS_FILE = 'fleet-ids.json';
-
+const MAILBOX_FILE = 'mailbox.jsonl';
+/** Adds the mailbox and ResendConfirmationCode to cognito-local; see the file. */
+const EXTENSIONS = path.join(__dirname, 'emulatorExtensions.cjs');
+/** How the extensions announce a message on stdout. */
+const MAIL_MARKER = 'FLEET_MAIL ';
 
 /**
  * Loaded by the child with `--import` before cognito-local: it exits when the parent's end of its
@@ -111,8 +137,26 @@ interface Running {
   output: () => string;
 }
 
+/** Reads the extensions' `FLEET_MAIL <json>` lines out of the child's stdout. */
+function mailReader(onMail: (mail: Mail) => void): (chunk: Buffer) => void {
+  let partial = '';
+  return (chunk) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const at = line.indexOf(MAIL_MARKER);
+      if (at === -1) continue;
+      try {
+        onMail(JSON.parse(line.slice(at + MAIL_MARKER.length)) as Mail);
+      } catch {
+        // not one of ours after all
+      }
+    }
+  };
+}
+
 /** Spawns cognito-local on `port` and resolves once it logs that it is listening. */
-function spawnCognitoLocal(cwd: string, port: number): Promise<Running> {
+function spawnCognitoLocal(cwd: string, port: number, mailbox: string, onMail: (mail: Mail) => void): Promise<Running> {
   const startJs = path.join(path.dirname(require.resolve('cognito-local/package.json')), 'lib/bin/start.js');
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -120,17 +164,19 @@ function spawnCognitoLocal(cwd: string, port: number): Promise<Running> {
     HOST,
     // cognito-local runs on aws-sdk v2, which prints an end-of-support NOTE on start.
     AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE: '1',
+    FLEET_COGNITO_MAILBOX: mailbox,
   };
   delete env.DEBUG; // DEBUG=anything makes cognito-local log every data-store write
   delete env.NODE_OPTIONS; // e.g. jest/tsx loaders meant for the parent, not for this plain-JS child
 
   const child = spawn(
     process.execPath,
-    ['--import', `data:text/javascript,${encodeURIComponent(PARENT_WATCHDOG)}`, startJs],
+    ['--import', `data:text/javascript,${encodeURIComponent(PARENT_WATCHDOG)}`, '--require', EXTENSIONS, startJs],
     { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] },
   );
 
   child.stdin!.on('error', () => {}); // EPIPE once the child is gone: nothing to do
+  child.stdout!.on('data', mailReader(onMail));
 
   let output = '';
   const append = (chunk: Buffer) => {
@@ -229,9 +275,8 @@ async function createPool(sdk: CognitoIdentityProviderClient, name: string): Pro
   const out = await sdk.send(
     new CreateUserPoolCommand({
       PoolName: name,
-      UsernameAttributes: ['email'],
       Schema: CUSTOM_ATTRIBUTES,
-      MfaConfiguration: 'OFF',
+      ...POOL_SETTINGS,
     }),
   );
   const id = out.UserPool?.Id;
@@ -275,6 +320,8 @@ async function ensurePool(
       if (missing.length) {
         await sdk.send(new AddCustomAttributesCommand({ UserPoolId: userPoolId, CustomAttributes: missing }));
       }
+      const repair = poolRepair(pool.UserPool);
+      if (repair) await sdk.send(new UpdateUserPoolCommand({ UserPoolId: userPoolId, ...repair }));
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
@@ -323,6 +370,10 @@ export async function startCognitoLocal(options: CognitoLocalOptions = {}): Prom
     : await mkdtemp(path.join(tmpdir(), 'cognito-local-'));
   await mkdir(dataDir, { recursive: true });
 
+  const mailbox = path.join(dataDir, MAILBOX_FILE);
+  const mail = new EventEmitter();
+  const deliver = (message: Mail) => mail.emit('mail', message);
+
   let running: Running | undefined;
   let port = 0;
   try {
@@ -330,7 +381,7 @@ export async function startCognitoLocal(options: CognitoLocalOptions = {}): Prom
       port = options.port || (await freePort(HOST));
       await writeConfig(dataDir, port);
       try {
-        running = await spawnCognitoLocal(dataDir, port);
+        running = await spawnCognitoLocal(dataDir, port, mailbox, deliver);
       } catch (error) {
         // A port picked by us can be taken by someone else before the child binds it: pick again.
         const retry = !options.port && error instanceof StartError && error.addressInUse && attempt < MAX_PORT_ATTEMPTS;
@@ -396,6 +447,11 @@ export async function startCognitoLocal(options: CognitoLocalOptions = {}): Prom
     clientId: ids.clientId,
     issuer,
     jwksUri: `${issuer}/.well-known/jwks.json`,
+    mailbox,
+    onMail(listener) {
+      mail.on('mail', listener);
+      return () => mail.off('mail', listener);
+    },
     createAppClient: ({ name, idTokenValiditySeconds: seconds }) =>
       createClient(sdk, ids.userPoolId, name, seconds ?? idTokenValiditySeconds),
     async createUserPool(name: string) {

@@ -4,9 +4,9 @@
  * the services read at start: `docker compose up` needs no hand step. Run again, it finds them
  * (by the ids of the earlier run, else by name) and repairs what drifted, so it is idempotent.
  *
- * The pool is shaped like the real one (as in ./index.ts): email as the username, custom
- * attributes `tenant_id` and `role`, one app client without a secret that allows USER_PASSWORD_AUTH
- * and REFRESH_TOKEN_AUTH. Before writing, it logs a throwaway user in and checks that the `iss`
+ * The pool is shaped like the real one (as in ./index.ts): email as the username, verified by a
+ * code (AutoVerifiedAttributes: email), custom attributes `tenant_id` and `role`, one app client
+ * without a secret that allows USER_PASSWORD_AUTH and REFRESH_TOKEN_AUTH. Before writing, it logs a throwaway user in and checks that the `iss`
  * of the ID token is the issuer the services will require, so a cognito-local whose
  * `TokenConfig.IssuerDomain` does not match its address fails here rather than at every login.
  *
@@ -30,7 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, appClientSettings, isNotFound } from './poolSchema';
+import { AUTH_FLOWS, CUSTOM_ATTRIBUTES, POOL_SETTINGS, appClientSettings, isNotFound, poolRepair } from './poolSchema';
 import {
   AddCustomAttributesCommand,
   AdminCreateUserCommand,
@@ -45,6 +45,7 @@ import {
   ListUserPoolClientsCommand,
   ListUserPoolsCommand,
   UpdateUserPoolClientCommand,
+  UpdateUserPoolCommand,
   type UserPoolClientType,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { z } from 'zod';
@@ -205,9 +206,14 @@ export async function initPool(options: InitPoolOptions): Promise<InitPoolResult
         await sdk.send(new AddCustomAttributesCommand({ UserPoolId: userPoolId, CustomAttributes: missing }));
         log?.info({ userPoolId, added: missing.map((a) => a.Name) }, 'added missing custom attributes');
       }
+      const repair = poolRepair(pool.UserPool);
+      if (repair) {
+        await sdk.send(new UpdateUserPoolCommand({ UserPoolId: userPoolId, ...repair }));
+        log?.info({ userPoolId, autoVerifiedAttributes: repair.AutoVerifiedAttributes }, 'pool settings repaired');
+      }
     } else {
       const out = await sdk.send(
-        new CreateUserPoolCommand({ PoolName: poolName, UsernameAttributes: ['email'], Schema: CUSTOM_ATTRIBUTES, MfaConfiguration: 'OFF' }),
+        new CreateUserPoolCommand({ PoolName: poolName, Schema: CUSTOM_ATTRIBUTES, ...POOL_SETTINGS }),
       );
       userPoolId = out.UserPool?.Id;
       if (!userPoolId) throw new Error('CreateUserPool returned no pool id');

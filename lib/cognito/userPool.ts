@@ -1,13 +1,16 @@
 import {
-  AdminConfirmSignUpCommand,
   AdminCreateUserCommand,
+  AdminDeleteUserCommand,
   AdminGetUserCommand,
   AdminSetUserPasswordCommand,
   AdminUpdateUserAttributesCommand,
   CognitoIdentityProviderClient,
+  ConfirmSignUpCommand,
   InitiateAuthCommand,
+  ResendConfirmationCodeCommand,
   SignUpCommand,
   type AuthenticationResultType,
+  type UserStatusType,
 } from '@aws-sdk/client-cognito-identity-provider';
 
 /**
@@ -39,6 +42,15 @@ export interface IdTokenClaims {
   [claim: string]: unknown;
 }
 
+/** A user of the pool as the admin API describes it. */
+export interface PoolAccount {
+  sub: string;
+  email: string | null;
+  /** UNCONFIRMED until the owner of the address entered the code sent to it; CONFIRMED after. */
+  status: UserStatusType | string;
+  emailVerified: boolean;
+}
+
 /** Reads the claims of a token that came straight from Cognito over our own connection. */
 export function decodeIdToken(idToken: string): IdTokenClaims {
   const payload = idToken.split('.')[1];
@@ -68,7 +80,10 @@ export class UserPool {
     });
   }
 
-  /** Creates a confirmed user who can sign in at once; returns the Cognito `sub`. */
+  /**
+   * Starts a self-service registration: the account stays UNCONFIRMED and the pool sends a code to
+   * the address (AutoVerifiedAttributes: email). Returns the new account's `sub`.
+   */
   async signUp(email: string, password: string): Promise<string> {
     const result = await this.client.send(
       new SignUpCommand({
@@ -78,9 +93,18 @@ export class UserPool {
         UserAttributes: [{ Name: 'email', Value: email }],
       }),
     );
-    await this.client.send(new AdminConfirmSignUpCommand({ UserPoolId: this.options.userPoolId, Username: email }));
     if (!result.UserSub) throw new Error('Cognito SignUp returned no UserSub');
     return result.UserSub;
+  }
+
+  /** Confirms a registration with the code the pool sent to the address. */
+  async confirmSignUp(email: string, code: string): Promise<void> {
+    await this.client.send(new ConfirmSignUpCommand({ ClientId: this.options.clientId, Username: email, ConfirmationCode: code }));
+  }
+
+  /** Sends an UNCONFIRMED account a new code. */
+  async resendConfirmationCode(email: string): Promise<void> {
+    await this.client.send(new ResendConfirmationCodeCommand({ ClientId: this.options.clientId, Username: email }));
   }
 
   async signIn(email: string, password: string): Promise<PoolTokens> {
@@ -107,21 +131,40 @@ export class UserPool {
     return { ...tokens, refreshToken: tokens.refreshToken ?? refreshToken };
   }
 
-  /** The `sub` of a user, or null when the pool has no such user. */
-  async findUserId(email: string): Promise<string | null> {
+  /** The account registered under this address, or null when the pool has none. */
+  async findAccount(email: string): Promise<PoolAccount | null> {
     try {
       const user = await this.client.send(new AdminGetUserCommand({ UserPoolId: this.options.userPoolId, Username: email }));
-      return user.UserAttributes?.find((a) => a.Name === 'sub')?.Value ?? null;
+      const attribute = (name: string) => user.UserAttributes?.find((a) => a.Name === name)?.Value;
+      const sub = attribute('sub');
+      if (!sub) throw new Error('Cognito AdminGetUser returned no sub');
+      return { sub, email: attribute('email') ?? null, status: user.UserStatus ?? 'UNKNOWN', emailVerified: attribute('email_verified') === 'true' };
     } catch (error) {
       if (isCognitoError(error, 'UserNotFoundException')) return null;
       throw error;
     }
   }
 
-  /** Makes sure the bootstrap ADMIN exists with this password; returns its `sub`. */
+  async deleteAccount(email: string): Promise<void> {
+    try {
+      await this.client.send(new AdminDeleteUserCommand({ UserPoolId: this.options.userPoolId, Username: email }));
+    } catch (error) {
+      if (!isCognitoError(error, 'UserNotFoundException')) throw error;
+    }
+  }
+
+  /**
+   * Makes sure the bootstrap ADMIN can sign in; returns its `sub`. An account that already works is
+   * left alone, so a password rotated since the last start survives restarts.
+   */
   async ensureAdmin(email: string, password: string): Promise<string> {
-    let userId = await this.findUserId(email);
-    if (!userId) {
+    let account = await this.findAccount(email);
+    if (account?.status === 'UNCONFIRMED') {
+      // Someone's unconfirmed self-registration of the admin's address proves nothing: replace it.
+      await this.deleteAccount(email);
+      account = null;
+    }
+    if (!account) {
       try {
         await this.client.send(
           new AdminCreateUserCommand({
@@ -131,6 +174,7 @@ export class UserPool {
             UserAttributes: [
               { Name: 'email', Value: email },
               { Name: 'email_verified', Value: 'true' },
+              { Name: 'custom:role', Value: 'ADMIN' },
             ],
           }),
         );
@@ -138,14 +182,24 @@ export class UserPool {
         // Another replica created it first.
         if (!isCognitoError(error, 'UsernameExistsException')) throw error;
       }
-      userId = await this.findUserId(email);
-      if (!userId) throw new Error('the ADMIN user could not be created in Cognito');
+      account = await this.findAccount(email);
+      if (!account) throw new Error('the ADMIN user could not be created in Cognito');
     }
-    await this.client.send(
-      new AdminSetUserPasswordCommand({ UserPoolId: this.options.userPoolId, Username: email, Password: password, Permanent: true }),
-    );
-    await this.setAttributes(email, { 'custom:role': 'ADMIN' });
-    return userId;
+    // Created without a password (just now, or by a start that died before setting it): finish it.
+    if (account.status === 'FORCE_CHANGE_PASSWORD') {
+      await this.client.send(
+        new AdminSetUserPasswordCommand({ UserPoolId: this.options.userPoolId, Username: email, Password: password, Permanent: true }),
+      );
+    }
+    return account.sub;
+  }
+
+  /**
+   * Marks the address verified. Real Cognito does this itself on ConfirmSignUp when the pool
+   * auto-verifies email; cognito-local 5.3.0 does not (and wants `email` in the same call).
+   */
+  async markEmailVerified(email: string): Promise<void> {
+    await this.setAttributes(email, { email, email_verified: 'true' });
   }
 
   /** Sets the tenant (and role) the user's next ID token carries. */
