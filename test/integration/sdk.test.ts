@@ -5,6 +5,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { FleetApiError, createFleetClient, signIn, type FleetClient } from '../../clients/sdk/src';
+import { verificationCode } from '../support/mailbox';
 import { startTestStack, type TestStack } from '../support/stack';
 
 /**
@@ -36,6 +37,8 @@ beforeAll(async () => {
   tenantId = (await admin.createTenant('SDK Logistics')).id;
   const anonymous = createFleetClient({ url });
   await anonymous.register(memberLogin.email, memberLogin.password);
+  // The code the pool emailed (the stand-in's mailbox): the owner of the address confirms it.
+  await anonymous.confirmRegistration(memberLogin.email, verificationCode(memberLogin.email));
   await admin.addTenantMember(tenantId, memberLogin.email);
   const memberSession = await signIn({ url, ...memberLogin });
   member = createFleetClient({ url, getToken: memberSession.getToken });
@@ -79,6 +82,17 @@ test('every query and mutation of the contract through typed calls', async () =>
   expect(session).toMatchObject({ idToken: expect.any(String), expiresIn: expect.any(Number), user: { email: memberLogin.email, tenant: { id: tenantId } } });
   const refreshed = await anonymous.refreshSession(session.refreshToken as string);
   expect(refreshed.user.id).toBe(session.user.id);
+});
+
+test('registration is confirmed with the mailed code; a wrong code is BAD_USER_INPUT on `code`', async () => {
+  const anonymous = createFleetClient({ url: stack.gatewayUrl });
+  const email = `confirm-${randomUUID().slice(0, 8)}@fleet.test`;
+  const registered = await anonymous.register(email, 'member-password-1');
+  expect(registered).toMatchObject({ email, role: 'MEMBER' });
+  expect(await anonymous.resendConfirmationCode(email)).toBe(true);
+  expect(await expectApiError(anonymous.confirmRegistration(email, '000000'))).toMatchObject({ code: 'BAD_USER_INPUT', field: 'code' });
+  expect(await anonymous.confirmRegistration(email, verificationCode(email))).toEqual(registered);
+  expect(await anonymous.resendConfirmationCode(`nobody-${randomUUID()}@fleet.test`)).toBe(true);
 });
 
 test('errors are FleetApiErrors with the contract codes and their fields', async () => {

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import type { RunningGateway } from '../../gateway/server';
 import { FleetApiError, createFleetClient, signIn, type ConnectionState, type FleetClient, type FleetSession, type LiveLocation, type LocationStream, type TokenSource } from '../../clients/sdk/src';
 import { startGatewayReplica } from '../support/gatewayReplica';
+import { verificationCode } from '../support/mailbox';
 import { startTestStack, type TestStack } from '../support/stack';
 import { createAppClient } from '../support/tokens';
 
@@ -38,7 +39,9 @@ afterAll(async () => {
 async function fleetMember(options: { url?: string; getToken?: (session: FleetSession) => TokenSource } = {}) {
   const tenantId = (await admin.createTenant(`tenant-${randomUUID().slice(0, 8)}`)).id;
   const login = { email: `live-${randomUUID().slice(0, 8)}@fleet.test`, password: 'member-password-1' };
-  await createFleetClient({ url: stack.gatewayUrl }).register(login.email, login.password);
+  const anonymous = createFleetClient({ url: stack.gatewayUrl });
+  await anonymous.register(login.email, login.password);
+  await anonymous.confirmRegistration(login.email, verificationCode(login.email));
   await admin.addTenantMember(tenantId, login.email);
   const session = await signIn({ url: stack.gatewayUrl, ...login });
   const states: ConnectionState[] = [];

@@ -41,7 +41,11 @@ export interface FleetClient {
   device(id: string): Promise<ops.DeviceQuery['device']>;
   /** A device's history, newest `recordedAt` first (null: no such device visible to the caller). */
   deviceLocations(variables: ops.DeviceLocationsQueryVariables): Promise<NonNullable<ops.DeviceLocationsQuery['device']>['locations'] | null>;
+  /** The account stays unconfirmed until `confirmRegistration` with the code emailed to the address. */
   register(email: string, password: string): Promise<ops.RegisterMutation['register']>;
+  confirmRegistration(email: string, code: string): Promise<ops.ConfirmRegistrationMutation['confirmRegistration']>;
+  /** Always true, whether or not the address has a pending registration. */
+  resendConfirmationCode(email: string): Promise<boolean>;
   login(email: string, password: string): Promise<ops.LoginMutation['login']>;
   refreshSession(refreshToken: string): Promise<ops.RefreshSessionMutation['refreshSession']>;
   createTenant(name: string): Promise<ops.CreateTenantMutation['createTenant']>;
@@ -109,6 +113,8 @@ export function createFleetClient(options: FleetClientOptions): FleetClient {
     device: async (id) => (await call(ops.DeviceDocument, { id })).device,
     deviceLocations: async (variables) => (await call(ops.DeviceLocationsDocument, variables)).device?.locations ?? null,
     register: async (email, password) => (await call(ops.RegisterDocument, { email, password })).register,
+    confirmRegistration: async (email, code) => (await call(ops.ConfirmRegistrationDocument, { email, code })).confirmRegistration,
+    resendConfirmationCode: async (email) => (await call(ops.ResendConfirmationCodeDocument, { email })).resendConfirmationCode,
     login: async (email, password) => (await call(ops.LoginDocument, { email, password })).login,
     refreshSession: async (refreshToken) => (await call(ops.RefreshSessionDocument, { refreshToken })).refreshSession,
     createTenant: async (name) => (await call(ops.CreateTenantDocument, { name })).createTenant,

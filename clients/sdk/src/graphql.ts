@@ -46,6 +46,21 @@ export type RegisterMutationVariables = Exact<{
 
 export type RegisterMutation = { register: { id: string, email: string, role: Role } };
 
+export type ConfirmRegistrationMutationVariables = Exact<{
+  email: string;
+  code: string;
+}>;
+
+
+export type ConfirmRegistrationMutation = { confirmRegistration: { id: string, email: string, role: Role } };
+
+export type ResendConfirmationCodeMutationVariables = Exact<{
+  email: string;
+}>;
+
+
+export type ResendConfirmationCodeMutation = { resendConfirmationCode: boolean };
+
 export type LoginMutationVariables = Exact<{
   email: string;
   password: string;
@@ -246,6 +261,22 @@ export const RegisterDocument = new TypedDocumentString(`
   email
   role
 }`) as unknown as TypedDocumentString<RegisterMutation, RegisterMutationVariables>;
+export const ConfirmRegistrationDocument = new TypedDocumentString(`
+    mutation ConfirmRegistration($email: String!, $code: String!) {
+  confirmRegistration(email: $email, code: $code) {
+    ...UserFields
+  }
+}
+    fragment UserFields on User {
+  id
+  email
+  role
+}`) as unknown as TypedDocumentString<ConfirmRegistrationMutation, ConfirmRegistrationMutationVariables>;
+export const ResendConfirmationCodeDocument = new TypedDocumentString(`
+    mutation ResendConfirmationCode($email: String!) {
+  resendConfirmationCode(email: $email)
+}
+    `) as unknown as TypedDocumentString<ResendConfirmationCodeMutation, ResendConfirmationCodeMutationVariables>;
 export const LoginDocument = new TypedDocumentString(`
     mutation Login($email: String!, $password: String!) {
   login(email: $email, password: $password) {
