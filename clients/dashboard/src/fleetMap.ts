@@ -131,7 +131,7 @@ export class FleetMap {
     this.labelAxes();
   }
 
-  /** Latitudes along the left edge, longitudes along the bottom, where the grid lines meet them. */
+  /** Latitudes along the right edge, longitudes along the top (clear of the zoom buttons and the attribution). */
   private labelAxes(): void {
     const bounds = this.map.getBounds();
     const size = this.map.getSize();
@@ -139,11 +139,11 @@ export class FleetMap {
     const labels: string[] = [];
     for (let lat = Math.ceil(Math.max(-90, bounds.getSouth()) / step) * step; lat <= Math.min(90, bounds.getNorth()); lat += step) {
       const y = this.map.latLngToContainerPoint([lat, bounds.getWest()]).y;
-      if (y > 12 && y < size.y - 18) labels.push(`<span class="lat" style="top:${y.toFixed(0)}px">${coordinate(lat, step, 'N', 'S')}</span>`);
+      if (y > 26 && y < size.y - 24) labels.push(`<span class="lat" style="top:${y.toFixed(0)}px">${coordinate(lat, step, 'N', 'S')}</span>`);
     }
     for (let lng = Math.ceil(bounds.getWest() / step) * step; lng <= bounds.getEast(); lng += step) {
       const x = this.map.latLngToContainerPoint([bounds.getSouth(), lng]).x;
-      if (x > 40 && x < size.x - 30) labels.push(`<span class="lng" style="left:${x.toFixed(0)}px">${coordinate(lng, step, 'E', 'W')}</span>`);
+      if (x > 60 && x < size.x - 50) labels.push(`<span class="lng" style="left:${x.toFixed(0)}px">${coordinate(lng, step, 'E', 'W')}</span>`);
     }
     this.axes.innerHTML = labels.join('');
   }
