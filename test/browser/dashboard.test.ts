@@ -64,10 +64,10 @@ async function upload(api: string, member: Session, inputs: Parameters<typeof re
   }
 }
 
-async function signedIn(page: Page, gatewayUrl: string, member: Session): Promise<void> {
+async function signedIn(page: Page, gatewayUrl: string, user: { email: string }, password = 'member-password-1'): Promise<void> {
   await page.goto(gatewayUrl.replace(/\/graphql$/, '/dashboard'));
-  await page.fill('input[name=email]', member.email);
-  await page.fill('input[name=password]', 'member-password-1');
+  await page.fill('input[name=email]', user.email);
+  await page.fill('input[name=password]', password);
   await page.click('button[type=submit]');
   await page.waitForSelector('#connection[data-state="live"]');
 }
@@ -125,6 +125,35 @@ test('sign in, a marker moves within a second, and a gateway restart costs no lo
 
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png') });
   expect(consoleErrors).toEqual([]);
+  await page.close();
+});
+
+test('a wrong password is said so; an ADMIN picks the tenant to watch', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  await page.goto(stack.gatewayUrl.replace(/\/graphql$/, '/dashboard'));
+  await expect(page.locator('#connection').textContent()).resolves.toBe('signed out');
+  await page.fill('input[name=email]', stack.admin.email);
+  await page.fill('input[name=password]', 'not-the-password');
+  await page.click('button[type=submit]');
+  await page.waitForFunction(() => (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } }).document.querySelector('#sign-in-error')?.textContent !== '');
+  expect(await page.locator('#sign-in-error').textContent()).toMatch(/password|credentials|incorrect|invalid/i);
+  expect(await page.locator('#fleet').isHidden()).toBe(true);
+
+  const first = await createTenant(stack, admin, 'Alpha Haulage');
+  const second = await createTenant(stack, admin, 'Zulu Couriers');
+  const member = await memberOf(stack, admin, second, 'courier');
+  const bike = await registerDevice(stack, member, 'bike-1');
+  await record(stack.gatewayUrl, member, [{ deviceId: bike, latitude: 48.2, longitude: 16.37 }]);
+  await signedIn(page, stack.gatewayUrl, stack.admin, stack.admin.password);
+  const options = await page.locator('#tenant option').allTextContents();
+  expect(options).toEqual(expect.arrayContaining(['Alpha Haulage', 'Zulu Couriers']));
+  await page.selectOption('#tenant', second);
+  await page.waitForSelector(`#devices .row[data-device-id="${bike}"]`);
+  expect(await page.locator('#devices .rows .row').allTextContents()).toEqual([expect.stringMatching(/^bike-148\.20000, 16\.37000/)]);
+  // Live for the picked tenant: the next location of its device reaches the map.
+  const [next] = await record(stack.gatewayUrl, member, [{ deviceId: bike, latitude: 48.21, longitude: 16.38 }]);
+  await page.waitForFunction(([id, sequence]) => (globalThis as unknown as InPage).fleetDashboard?.device(id as string)?.sequence === sequence, [bike, next] as const);
+  expect(first).not.toBe(second);
   await page.close();
 });
 

@@ -126,7 +126,8 @@ test("the README's SDK example runs as written against the platform", async () =
   writeFileSync(file, example as string);
   try {
     const before = stack.gateway.subscriptions.size;
-    const running = promisify(execFile)(process.execPath, ['--import', 'tsx', file], {
+    // The README's command: `npx tsx example.mts`.
+    const running = promisify(execFile)('npx', ['tsx', path.basename(file)], {
       cwd: ROOT,
       env: { ...process.env, FLEET_URL: stack.gatewayUrl, ...{ FLEET_EMAIL: memberLogin.email, FLEET_PASSWORD: memberLogin.password } },
       timeout: 60_000,
