@@ -109,6 +109,7 @@ function receive(location: LiveLocation): void {
 async function follow(tenantId: string): Promise<void> {
   if (!fleet) return;
   stream?.close();
+  pending = []; // the previous tenant's, not yet applied
   devices.clear();
   table.clear();
   map?.clear();
