@@ -1,167 +1,228 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { adminSession, createTenant, graphql, memberOf, registerDevice } from '../test/support/client';
-import { startStandIns, type StandIns } from '../test/support/standIns';
-import { startTestStack, type TestStack } from '../test/support/stack';
-import type { BenchContext, BenchResult } from './context';
-import { fanout } from './fanout';
-import { queryThroughput } from './queryThroughput';
-import { now } from './stats';
-import { subscriptionLatency } from './subscriptionLatency';
+import pg from 'pg';
+import { z } from 'zod';
+import { parseConfig } from '../lib/config';
+import { FULL, QUICK, type BenchContext, type PhaseResult } from './context';
+import { CpuMeter } from './cpuMeter';
+import { createFixtures } from './fixtures';
+import { identicalRequests, manyUsers } from './phases/queries';
+import { endToEnd } from './phases/endToEnd';
+import { ingest } from './phases/ingest';
+import { liveFanout, liveGroup, liveLeg } from './phases/live';
+import { reconnectStorm } from './phases/storm';
+import { startPlatform, type Platform } from './platform';
+import { descendants } from './processes';
+import { RESULTS_DIR, recordHistory, renderResults, type RunInfo } from './report';
+import { monotonicMs } from './stats';
 
 /**
- * `npm run bench [-- latency fanout throughput]`: starts the whole platform in this process (as the
- * integration tests do: real PostgreSQL and Redis, the Kafka mock and cognito-local started here),
- * runs the benchmarks one after another, prints a table and, for a full run, writes
- * bench/results/latest.md. Bounded: every phase has a count and a time limit, the whole run a
- * deadline, and a watchdog ends the process if cleanup ever hangs.
+ * `npm run bench [-- <phase> ...]`: the platform as separate processes (tools/localStack.ts), the
+ * two baseline gateways on the same subgraph processes, fixtures through the API, then each phase
+ * with its load generator, subscribers and publisher in processes of their own. A full run writes
+ * bench/results/latest.md and appends to the history; a subset only prints (and writes
+ * bench/results/partial.md, not committed). Bounded: a run budget skips what no longer fits, a
+ * watchdog stops everything before 15 minutes, and nothing it started is left running.
  */
-const BENCHMARKS: Array<{ key: string; run: (ctx: BenchContext) => Promise<BenchResult> }> = [
-  { key: 'latency', run: (ctx) => subscriptionLatency(ctx) },
-  { key: 'fanout', run: (ctx) => fanout(ctx) },
-  { key: 'throughput', run: (ctx) => queryThroughput(ctx) },
+const PHASES: Array<{ key: string; run: (ctx: BenchContext) => Promise<PhaseResult>; estimateS: number }> = [
+  { key: 'identical', run: identicalRequests, estimateS: 50 },
+  { key: 'many-users', run: manyUsers, estimateS: 75 },
+  { key: 'ingest', run: ingest, estimateS: 90 },
+  { key: 'e2e', run: endToEnd, estimateS: 50 },
+  // Before the live rows: its RSS reading should not carry their backlogs' garbage.
+  { key: 'storm', run: reconnectStorm, estimateS: 130 },
+  { key: 'live-leg', run: liveLeg, estimateS: 40 },
+  { key: 'live-group', run: liveGroup, estimateS: 70 },
+  { key: 'live-fanout', run: liveFanout, estimateS: 90 },
 ];
-const RUN_BUDGET_MS = 170_000;
-const WATCHDOG_MS = 240_000;
-const RESULTS = path.resolve(__dirname, 'results', 'latest.md');
 
-const started = now();
-const log = (message: string) => process.stderr.write(`[bench +${((now() - started) / 1000).toFixed(1)}s] ${message}\n`);
+const settings = parseConfig(
+  z.object({
+    /** Short windows, for developing the harness (results are not recorded). */
+    BENCH_QUICK: z.enum(['0', '1']).default('0'),
+    /** Set: every platform and baseline process writes a CPU profile to bench/results/profiles/. */
+    BENCH_CPU_PROFILE: z.enum(['0', '1']).default('0'),
+    /** The name of this run in the history ("before", "after", …). */
+    BENCH_LABEL: z.string().min(1).optional(),
+    /** The PostgreSQL server (its maintenance database): the run creates and drops its own database there. */
+    BENCH_POSTGRES_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/postgres'),
+    BENCH_REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+    /** The bridge's Kafka maxWait: the mock answers empty fetches only after all of it (ENVIRONMENT.md). */
+    BENCH_KAFKA_MAX_WAIT_MS: z.coerce.number().int().min(10).max(1000).default(30),
+  }),
+);
 
-function machine(): Record<string, string> {
-  const cpus = os.cpus();
-  let commit = 'unknown';
+// The AWS SDK (cognito-local's set-up) warns on every start that its 2027 releases need Node 22.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+const RUN_BUDGET_S = 780;
+const WATCHDOG_MS = 840_000;
+const started = monotonicMs();
+const elapsedS = () => (monotonicMs() - started) / 1000;
+const log = (message: string) => process.stderr.write(`[bench +${elapsedS().toFixed(1)}s] ${message}\n`);
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+
+function commit(): string {
   try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${sha} (with uncommitted changes)` : sha;
   } catch {
-    // not a git checkout
+    return 'unknown';
   }
-  return {
-    date: new Date().toISOString(),
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    cpu: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}`,
-    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
-    commit: `${commit} (plus uncommitted changes, if any)`,
-  };
 }
 
-async function fixtures(stack: TestStack, deadline: number): Promise<BenchContext> {
-  const admin = await adminSession(stack);
-  const tenantName = `Bench fleet ${Date.now()}`;
-  const tenantId = await createTenant(stack, admin, tenantName);
-  const member = await memberOf(stack, admin, tenantId, 'bench');
-  const devices: string[] = [];
-  for (let i = 1; i <= 5; i++) devices.push(await registerDevice(stack, member, `truck-${i}`));
-  const latencyDevice = await registerDevice(stack, member, 'latency-probe');
-  const fanoutDevice = await registerDevice(stack, member, 'fanout-probe');
-  const inputs = devices.flatMap((deviceId, i) => [0, 1, 2].map((k) => ({ deviceId, latitude: 40 + i + k / 10, longitude: 10 + k })));
-  const recorded = await graphql(stack.gatewayUrl, 'mutation($i: [LocationInput!]!) { recordLocations(inputs: $i) { id } }', { i: inputs }, { token: member.token });
-  if (!recorded.data) throw new Error(`recordLocations failed: ${JSON.stringify(recorded.errors)}`);
-  return { stack, admin, tenantId, tenantName, member, devices, latencyDevice, fanoutDevice, deadline, log };
-}
-
-function table(results: BenchResult[]): string {
-  const lines = ['| benchmark | metric | ours | baseline | ratio (ours / baseline) | note |', '| --- | --- | --- | --- | --- | --- |'];
+function printRows(results: PhaseResult[]): void {
   for (const result of results) {
+    process.stdout.write(`\n${result.name}\n`);
     for (const row of result.rows) {
-      lines.push(`| ${result.name} | ${row.metric} | ${row.ours} | ${row.baseline} | ${row.ratio} | ${row.note ?? ''} |`);
+      const ratio = row.ours !== null && row.baseline ? ` (${(row.ours / row.baseline).toFixed(2)}x ${row.baselineName ?? 'baseline'})` : '';
+      process.stdout.write(`  ${row.goal.padEnd(3)} ${row.metric}: ${row.ours === null ? '—' : row.ours.toFixed(2)}${ratio}${row.target ? ` target ${row.target.text}` : ''}${row.failed ? ` FAILED: ${row.failed}` : ''}\n`);
     }
   }
-  return lines.join('\n');
 }
 
-function report(info: Record<string, string>, results: BenchResult[], load: { before: number[]; after: number[] }, durationS: number): string {
-  const parts = [
-    '# Benchmark results',
-    '',
-    'Written by `npm run bench` (bench/run.ts); what each number means and the caveats: [../README.md](../README.md).',
-    'Compare **ratios** between runs, not absolute times: each baseline is measured in the same run, on the same noisy machine.',
-    '',
-    '| | |',
-    '| --- | --- |',
-    ...Object.entries(info).map(([k, v]) => `| ${k} | ${v} |`),
-    `| load average (1/5/15 min) before → after | ${load.before.map((v) => v.toFixed(2)).join(' / ')} → ${load.after.map((v) => v.toFixed(2)).join(' / ')} |`,
-    `| run time | ${durationS.toFixed(0)} s |`,
-    '',
-    '## Results',
-    '',
-    table(results),
-    '',
-  ];
-  for (const result of results) {
-    parts.push(`## ${result.name}`, '', `- ours: ${result.ours}`, `- baseline: ${result.baseline}`);
-    for (const note of result.notes) parts.push(`- ${note}`);
-    parts.push('');
+function commandOf(pid: number): string {
+  try {
+    return `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim().slice(0, 160)}`;
+  } catch {
+    return `${pid} (gone)`;
   }
-  return parts.join('\n');
+}
+
+let platform: Platform | null = null;
+let stopping: Promise<void> | null = null;
+
+/** Stops the platform, then makes sure no process this run started is still there. */
+function shutdown(): Promise<void> {
+  stopping ??= (async () => {
+    await platform?.stop().catch((error: unknown) => log(`stopping the platform: ${String(error)}`));
+    // tsx's esbuild service belongs to this process's own loader and ends with it.
+    const left = descendants(process.pid).filter((pid) => !/esbuild.* --service=/.test(commandOf(pid)));
+    if (left.length) {
+      log(`still running after stop: ${left.map(commandOf).join('; ')}; killing them`);
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+    } else {
+      log('nothing left running');
+    }
+  })();
+  return stopping;
 }
 
 async function main(): Promise<number> {
   const selected = process.argv.slice(2);
-  const unknown = selected.filter((key) => !BENCHMARKS.some((b) => b.key === key));
+  const unknown = selected.filter((key) => !PHASES.some((p) => p.key === key));
   if (unknown.length) {
-    process.stderr.write(`unknown benchmark(s) ${unknown.join(', ')}; choose from ${BENCHMARKS.map((b) => b.key).join(', ')}\n`);
+    process.stderr.write(`unknown phase(s) ${unknown.join(', ')}; choose from ${PHASES.map((p) => p.key).join(', ')}\n`);
     return 2;
   }
-  const toRun = selected.length ? BENCHMARKS.filter((b) => selected.includes(b.key)) : BENCHMARKS;
-  const info = machine();
+  const full = selected.length === 0 && settings.BENCH_QUICK === '0';
+  const toRun = selected.length ? PHASES.filter((p) => selected.includes(p.key)) : PHASES;
   const loadBefore = os.loadavg();
+  const profileDir = settings.BENCH_CPU_PROFILE === '1' ? path.join(RESULTS_DIR, 'profiles', stamp) : null;
+  const logFile = path.resolve(__dirname, '..', '.local', 'bench', `${stamp}.log`);
+  log(`platform and baselines as separate processes; their logs: ${path.relative(process.cwd(), logFile)}${profileDir ? `; CPU profiles: ${path.relative(process.cwd(), profileDir)}` : ''}`);
 
-  let standIns: StandIns | undefined;
-  let stack: TestStack | undefined;
-  const results: BenchResult[] = [];
-  let failed = false;
+  platform = await startPlatform({
+    postgresUrl: settings.BENCH_POSTGRES_URL,
+    redisUrl: settings.BENCH_REDIS_URL,
+    kafkaMaxWaitMs: settings.BENCH_KAFKA_MAX_WAIT_MS,
+    profileDir,
+    logFile,
+    log,
+  });
+  const owner = new pg.Client({ connectionString: platform.ownerUrl });
+  await owner.connect();
+  const results: PhaseResult[] = [];
+  const failures: string[] = [];
   try {
-    log('starting the Kafka mock and cognito-local');
-    standIns = await startStandIns();
-    log('starting the platform (startTestStack)');
-    stack = await startTestStack({ limits: { perConnection: 100, perTenant: 10_000, queueCapacity: 1_000 } });
-    const ctx = await fixtures(stack, started + RUN_BUDGET_MS);
-    for (const bench of toRun) {
-      const t = now();
+    const fixtures = await createFixtures(platform, log);
+    const baselines = await platform.startBaselines(fixtures.queryUsers.map((u) => u.caller));
+    const running = platform;
+    const ctx: BenchContext = {
+      platform,
+      fixtures,
+      baselines,
+      meter: new CpuMeter(() => running.pids() as Record<string, number>, owner, platform.database),
+      settings: settings.BENCH_QUICK === '1' ? QUICK : FULL,
+      log,
+      workerLog: (line) => process.stderr.write(`  ${line}\n`),
+    };
+    for (const phase of toRun) {
+      if (elapsedS() + phase.estimateS > RUN_BUDGET_S) {
+        failures.push(`${phase.key}: skipped, it would not fit in the run budget (${RUN_BUDGET_S} s)`);
+        log(failures.at(-1)!);
+        continue;
+      }
+      const t = monotonicMs();
       try {
-        results.push(await bench.run(ctx));
-        log(`${bench.key} done in ${((now() - t) / 1000).toFixed(1)} s`);
+        log(`phase ${phase.key}`);
+        results.push(await phase.run(ctx));
+        log(`phase ${phase.key} done in ${((monotonicMs() - t) / 1000).toFixed(1)} s`);
       } catch (error) {
-        failed = true;
-        log(`${bench.key} failed: ${(error as Error).stack ?? String(error)}`);
-        results.push({ name: bench.key, ours: '—', baseline: '—', rows: [{ metric: 'FAILED', ours: '—', baseline: '—', ratio: '—', note: String((error as Error).message ?? error).slice(0, 200) }], notes: [] });
+        failures.push(`${phase.key}: ${error instanceof Error ? error.message : String(error)}`);
+        log(`phase ${phase.key} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
       }
     }
   } finally {
-    log('stopping');
-    await stack?.stop().catch((error: unknown) => log(`stack stop failed: ${String(error)}`));
-    await standIns?.stop().catch((error: unknown) => log(`stand-in stop failed: ${String(error)}`));
+    await owner.end().catch(() => undefined);
+    await shutdown();
   }
 
-  const durationS = (now() - started) / 1000;
-  process.stdout.write(`\n${table(results)}\n\n`);
-  for (const result of results) for (const note of result.notes) process.stdout.write(`- ${result.name}: ${note}\n`);
-  if (selected.length === 0 && !failed) {
-    mkdirSync(path.dirname(RESULTS), { recursive: true });
-    writeFileSync(RESULTS, report(info, results, { before: loadBefore, after: os.loadavg() }, durationS));
-    log(`wrote ${path.relative(process.cwd(), RESULTS)} (${durationS.toFixed(0)} s)`);
+  printRows(results);
+  const info: RunInfo = {
+    label: settings.BENCH_LABEL ?? `run ${new Date().toISOString().slice(0, 16)}`,
+    date: new Date().toISOString(),
+    commit: commit(),
+    node: process.version,
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`,
+    loadBefore,
+    loadAfter: os.loadavg(),
+    durationS: elapsedS(),
+    phases: toRun.map((p) => p.key),
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  if (full) {
+    writeFileSync(path.join(RESULTS_DIR, 'latest.md'), renderResults(info, results, failures));
+    recordHistory(info, results);
+    log(`wrote bench/results/latest.md and appended to bench/results/history.md (${elapsedS().toFixed(0)} s)`);
   } else {
-    log(`not writing ${path.relative(process.cwd(), RESULTS)}: ${failed ? 'a benchmark failed' : 'partial run'}`);
+    writeFileSync(path.join(RESULTS_DIR, 'partial.md'), renderResults(info, results, failures));
+    log('partial or quick run: wrote bench/results/partial.md only');
   }
-  return failed ? 1 : 0;
+  for (const failure of failures) log(`failed: ${failure}`);
+  return failures.length ? 1 : 0;
 }
 
 const watchdog = setTimeout(() => {
-  process.stderr.write(`[bench] still running after ${WATCHDOG_MS / 1000} s: giving up\n`);
-  process.exit(3);
+  log(`still running after ${WATCHDOG_MS / 1000} s: stopping everything`);
+  const hard = setTimeout(() => process.exit(3), 45_000);
+  hard.unref();
+  void shutdown().finally(() => process.exit(3));
 }, WATCHDOG_MS);
 watchdog.unref();
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping everything`);
+    void shutdown().finally(() => process.exit(130));
+  });
+}
+
+// Exit explicitly: a client library's idle handle must not keep a finished run alive.
 main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+  (code) => process.exit(code),
+  async (error: unknown) => {
+    log(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    await shutdown();
+    process.exit(1);
   },
 );

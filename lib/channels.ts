@@ -25,8 +25,22 @@ export function locationChannels(prefix: string, event: { tenantId: string; devi
 
 /**
  * `<prefix>memberships`: the tenant subgraph publishes a user id here when an ADMIN moves that user
- * to another tenant, so every gateway closes the user's open sockets (they hold the old tenant).
+ * to another tenant, and the auth subgraph when it retires an account or changes its role, so
+ * every gateway forgets what it cached of the user and closes the user's open sockets.
  */
 export function membershipChannel(prefix: string): string {
   return `${prefix}memberships`;
+}
+
+/** What can publish (an ioredis client fits). */
+export interface Publisher {
+  publish(channel: string, message: string): Promise<unknown>;
+}
+
+/**
+ * Announces that a user's role or tenant changed (a membership moved, an account retired or made
+ * ADMIN): gateways forget their cached caller and close the user's sockets (4403).
+ */
+export async function announceStandingChange(redis: Publisher, prefix: string, userId: string): Promise<void> {
+  await redis.publish(membershipChannel(prefix), JSON.stringify({ userId }));
 }

@@ -1,7 +1,7 @@
 import { isCognitoError, type UserPool } from '../../lib/cognito/userPool';
 import type { Database } from '../../lib/database';
 import { BadUserInput } from '../../lib/errors';
-import { saveUser, type UserRecord } from './users';
+import { saveUser, type AnnounceStandingChange, type UserRecord } from './users';
 
 /**
  * Self-service registration. An email belongs on the platform only once its mailbox's owner proved
@@ -50,7 +50,7 @@ const CODE_REFUSED = [
   'LimitExceededException',
 ];
 
-export async function confirmRegistration(db: Database, userPool: UserPool, email: string, code: string): Promise<UserRecord> {
+export async function confirmRegistration(db: Database, userPool: UserPool, email: string, code: string, announce: AnnounceStandingChange): Promise<UserRecord> {
   try {
     await userPool.confirmSignUp(email, code);
   } catch (error) {
@@ -64,7 +64,7 @@ export async function confirmRegistration(db: Database, userPool: UserPool, emai
   // Real Cognito marks the email verified on confirmation (AutoVerifiedAttributes: email);
   // cognito-local 5.3.0 does not. Either way the code reached this mailbox, which is what it means.
   if (!account.emailVerified) await userPool.markEmailVerified(email);
-  return saveUser(db, { id: account.sub, email });
+  return saveUser(db, { id: account.sub, email }, announce);
 }
 
 // What ResendConfirmationCode answers for an unknown, already confirmed or throttled address. The

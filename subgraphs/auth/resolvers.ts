@@ -7,13 +7,14 @@ import { BadUserInput, Unauthenticated } from '../../lib/errors';
 import { requireCaller } from '../../lib/scope';
 import { isCognitoError, type PoolTokens, type UserPool } from '../../lib/cognito/userPool';
 import { confirmRegistration, register, resendConfirmationCode } from './registration';
-import { findUser, normaliseEmail, saveUser, type UserRecord } from './users';
+import { findUser, normaliseEmail, saveUser, type AnnounceStandingChange, type UserRecord } from './users';
 
 export interface AuthContext {
   caller: Caller | null;
   db: Database;
   userPool: UserPool;
   users: DataLoader<string, UserRecord | null>;
+  announce: AnnounceStandingChange;
 }
 
 const email = z.email().max(254);
@@ -33,22 +34,22 @@ function parseField<T>(schema: z.ZodType<T>, field: string, value: unknown): T {
  * retired) is recorded only when its email is verified: its row then takes over the email from any
  * older account that held it (see `saveUser`). Unverified accounts sign in as a MEMBER with nothing.
  */
-async function accountUser(db: Database, claims: PoolTokens['claims']): Promise<UserRecord> {
+async function accountUser(db: Database, claims: PoolTokens['claims'], announce: AnnounceStandingChange): Promise<UserRecord> {
   const known = await findUser(db, claims.sub);
   if (known && !known.retiredAt) return { id: known.id, email: known.email, role: known.role };
   const email = normaliseEmail(claims.email);
   const verified = claims.email_verified === true || claims.email_verified === 'true';
   if (!verified) return { id: claims.sub, email, role: 'MEMBER' };
-  return saveUser(db, { id: claims.sub, email });
+  return saveUser(db, { id: claims.sub, email }, announce);
 }
 
-async function session(db: Database, tokens: PoolTokens) {
+async function session(db: Database, tokens: PoolTokens, announce: AnnounceStandingChange) {
   return {
     idToken: tokens.idToken,
     accessToken: tokens.accessToken,
     refreshToken: tokens.refreshToken,
     expiresIn: tokens.expiresIn,
-    user: await accountUser(db, tokens.claims),
+    user: await accountUser(db, tokens.claims, announce),
   };
 }
 
@@ -71,17 +72,17 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
       // platform records the user once the email is confirmed.
       return { id: await register(userPool, address, secret), email: address, role: 'MEMBER' };
     },
-    confirmRegistration: async (_root, args: { email: string; code: string }, { db, userPool }) => {
+    confirmRegistration: async (_root, args: { email: string; code: string }, { db, userPool, announce }) => {
       const address = normaliseEmail(parseField(email, 'email', args.email.trim()));
-      return confirmRegistration(db, userPool, address, parseField(code, 'code', args.code.trim()));
+      return confirmRegistration(db, userPool, address, parseField(code, 'code', args.code.trim()), announce);
     },
     resendConfirmationCode: async (_root, args: { email: string }, { userPool }) => {
       await resendConfirmationCode(userPool, normaliseEmail(parseField(email, 'email', args.email.trim())));
       return true;
     },
-    login: async (_root, args: { email: string; password: string }, { db, userPool }) => {
+    login: async (_root, args: { email: string; password: string }, { db, userPool, announce }) => {
       try {
-        return await session(db, await userPool.signIn(normaliseEmail(args.email), args.password));
+        return await session(db, await userPool.signIn(normaliseEmail(args.email), args.password), announce);
       } catch (error) {
         if (isCognitoError(error, 'NotAuthorizedException', 'UserNotFoundException', 'InvalidPasswordException', 'InvalidParameterException')) {
           throw new Unauthenticated(SIGN_IN_FAILED);
@@ -91,9 +92,9 @@ export const resolvers: GraphQLResolverMap<AuthContext> = {
         throw error;
       }
     },
-    refreshSession: async (_root, args: { refreshToken: string }, { db, userPool }) => {
+    refreshSession: async (_root, args: { refreshToken: string }, { db, userPool, announce }) => {
       try {
-        return await session(db, await userPool.refresh(args.refreshToken));
+        return await session(db, await userPool.refresh(args.refreshToken), announce);
       } catch (error) {
         if (isCognitoError(error, 'NotAuthorizedException', 'InvalidParameterException', 'UserNotFoundException')) {
           throw new Unauthenticated('The refresh token is invalid or expired');

@@ -6,7 +6,8 @@ import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
 import type { UserPool } from '../../lib/cognito/userPool';
 import { resolvers, type AuthContext } from './resolvers';
-import { normaliseEmail, saveUser, visibleUsers } from './users';
+import { normaliseEmail, saveUser, visibleUsers, type AnnounceStandingChange } from './users';
+import { announceStandingChange, type Publisher } from '../../lib/channels';
 
 export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
 
@@ -17,6 +18,9 @@ export interface AuthSubgraphOptions {
   callerSigningSecret: string;
   db: Database;
   userPool: UserPool;
+  /** Announces retirements and role changes to the gateways (see lib/channels.ts). */
+  redis: Publisher;
+  redisPrefix: string;
   admin: { email: string; password: string };
   logger: Logger;
 }
@@ -27,15 +31,18 @@ export interface AuthSubgraphOptions {
  * re-created (a new pool, or deleted and made again), its new `sub` becomes the ADMIN and the old
  * row is retired.
  */
-async function bootstrapAdmin(options: AuthSubgraphOptions): Promise<void> {
+async function bootstrapAdmin(options: AuthSubgraphOptions, announce: AnnounceStandingChange): Promise<void> {
   const email = normaliseEmail(options.admin.email);
   const id = await options.userPool.ensureAdmin(email, options.admin.password);
-  await saveUser(options.db, { id, email, role: 'ADMIN' });
+  await saveUser(options.db, { id, email, role: 'ADMIN' }, announce);
   options.logger.info({ email }, 'admin ready');
 }
 
 export async function startAuthSubgraph(options: AuthSubgraphOptions): Promise<RunningSubgraph> {
-  await bootstrapAdmin(options);
+  const announce: AnnounceStandingChange = async (userIds) => {
+    for (const userId of userIds) await announceStandingChange(options.redis, options.redisPrefix, userId);
+  };
+  await bootstrapAdmin(options, announce);
   return startSubgraph<AuthContext>({
     name: 'auth',
     typeDefs,
@@ -45,6 +52,6 @@ export async function startAuthSubgraph(options: AuthSubgraphOptions): Promise<R
     callerSigningSecret: options.callerSigningSecret,
     logger: options.logger,
     health: { database: () => options.db.ping() },
-    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool, users: visibleUsers(caller, options.db) }),
+    context: ({ caller }) => ({ caller, db: options.db, userPool: options.userPool, users: visibleUsers(caller, options.db), announce }),
   });
 }

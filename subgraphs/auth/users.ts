@@ -30,38 +30,57 @@ function isUniqueViolation(error: unknown): boolean {
  * signed up again): whoever holds it now is a new person. The old rows keep no membership and no
  * role, and free the email.
  */
-async function retireOtherHolders(tx: Tx, email: string, id: string): Promise<void> {
+async function retireOtherHolders(tx: Tx, email: string, id: string): Promise<string[]> {
   const holders = await tx.user.findMany({ where: { email, retiredAt: null, id: { not: id } }, select: { id: true } });
-  if (holders.length === 0) return;
+  if (holders.length === 0) return [];
   const ids = holders.map((holder) => holder.id);
   await tx.tenantMember.deleteMany({ where: { userId: { in: ids } } });
   await tx.user.updateMany({ where: { id: { in: ids } }, data: { retiredAt: new Date(), role: 'MEMBER' } });
+  return ids;
 }
+
+/**
+ * Tells every gateway that these users' role or tenant changed (they cache both and hold sockets
+ * authorized for the old ones): the tenant subgraph announces memberships, this one retirements
+ * and role changes, on the same channel.
+ */
+export type AnnounceStandingChange = (userIds: readonly string[]) => Promise<void>;
 
 /**
  * Records a Cognito account whose email is verified: creates its row, or brings it back to the
  * email. A given `role` is set; without one a new row is a MEMBER and an existing one keeps its role.
  * Runs in 'system' scope: registration, login and the bootstrap act for no tenant.
  */
-export async function saveUser(db: Database, user: { id: string; email: string; role?: UserRecord['role'] }): Promise<UserRecord> {
+export async function saveUser(
+  db: Database,
+  user: { id: string; email: string; role?: UserRecord['role'] },
+  announce: AnnounceStandingChange,
+): Promise<UserRecord> {
   const write = () =>
     db.inScope({ kind: 'system' }, async (tx) => {
-      await retireOtherHolders(tx, user.email, user.id);
-      return tx.user.upsert({
+      const changed = await retireOtherHolders(tx, user.email, user.id);
+      const before = await tx.user.findUnique({ where: { id: user.id }, select: { role: true, retiredAt: true } });
+      const saved = await tx.user.upsert({
         where: { id: user.id },
         create: { id: user.id, email: user.email, role: user.role ?? 'MEMBER' },
         update: { email: user.email, retiredAt: null, ...(user.role ? { role: user.role } : {}) },
         select: fields,
       });
+      // Before its row existed the user counted as a MEMBER with no tenant.
+      if (before ? before.role !== saved.role || before.retiredAt !== null : saved.role !== 'MEMBER') changed.push(user.id);
+      return { saved, changed };
     });
+  let written: Awaited<ReturnType<typeof write>>;
   try {
-    return await write();
+    written = await write();
   } catch (error) {
     // Two replicas recording the same account (or the same email) at once: the loser's insert hits
     // a unique index; the second attempt sees the winner's row and goes through.
     if (!isUniqueViolation(error)) throw error;
-    return write();
+    written = await write();
   }
+  if (written.changed.length) await announce(written.changed);
+  return written.saved;
 }
 
 /** A user's row if it exists, retired or not. */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'graphql';
 import type { Redis } from 'ioredis';
-import { membershipChannel } from '../../lib/channels';
+import { announceStandingChange } from '../../lib/channels';
 import type { Database } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
@@ -39,9 +39,7 @@ export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<Run
       viaGateway,
       db: options.db,
       userPool: options.userPool,
-      announceMembershipChange: async (userId) => {
-        await options.redis.publish(membershipChannel(options.redisPrefix), JSON.stringify({ userId }));
-      },
+      announceMembershipChange: (userId) => announceStandingChange(options.redis, options.redisPrefix, userId),
     }),
   });
 }

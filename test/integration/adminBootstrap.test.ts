@@ -1,4 +1,5 @@
 import { AdminDeleteUserCommand, ChangePasswordCommand, CreateUserPoolCommand, type CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
+import { Redis } from 'ioredis';
 import { UserPool } from '../../lib/cognito/userPool';
 import { createLogger } from '../../lib/logger';
 import { startAuthSubgraph } from '../../subgraphs/auth/server';
@@ -15,13 +16,16 @@ import { cognitoAdmin, createAppClient, signIn as cognitoSignIn } from '../suppo
  */
 let stack: TestStack;
 let sdk: CognitoIdentityProviderClient;
+let redis: Redis;
 
 beforeAll(async () => {
   stack = await startTestStack({ bridge: false });
   sdk = cognitoAdmin(stack);
+  redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
 });
 afterAll(async () => {
   sdk?.destroy();
+  redis?.disconnect();
   await stack?.stop();
 });
 
@@ -31,6 +35,9 @@ async function restartAuth(userPool: UserPool = stack.userPool): Promise<void> {
     callerSigningSecret: stack.callerSigningSecret,
     db: stack.db,
     userPool,
+    // Its announcements reach the stack's gateway, which caches roles: a re-linked ADMIN is one at once.
+    redis,
+    redisPrefix: stack.redisPrefix,
     admin: stack.admin,
     logger: createLogger('test', 'silent'),
   });

@@ -409,7 +409,7 @@ describe('docker-compose.yml', () => {
     expect(deps('migrate')).toEqual({ postgres: 'service_healthy' });
     expect(deps('kafka-init')).toEqual({ kafka: 'service_healthy' });
     expect(deps('cognito-init')).toEqual({ cognito: 'service_healthy' });
-    expect(deps('auth')).toEqual({ migrate: 'service_completed_successfully', 'cognito-init': 'service_completed_successfully' });
+    expect(deps('auth')).toEqual({ migrate: 'service_completed_successfully', redis: 'service_healthy', 'cognito-init': 'service_completed_successfully' });
     expect(deps('tenant')).toEqual({ migrate: 'service_completed_successfully', redis: 'service_healthy', 'cognito-init': 'service_completed_successfully' });
     expect(deps('location')).toEqual({
       migrate: 'service_completed_successfully',

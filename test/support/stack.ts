@@ -107,7 +107,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   };
   const common = { callerSigningSecret, db, logger };
   const starters: Record<SubgraphName, (port: number) => Promise<RunningSubgraph>> = {
-    auth: (port) => startAuthSubgraph({ ...common, port, userPool, admin }),
+    auth: (port) => startAuthSubgraph({ ...common, port, userPool, admin, redis, redisPrefix }),
     tenant: (port) => startTenantSubgraph({ ...common, port, userPool, redis, redisPrefix }),
     location: (port) =>
       startLocationSubgraph({
