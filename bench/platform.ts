@@ -83,7 +83,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   const database = `fleet_bench_${run}`;
   const owner = new URL(options.postgresUrl);
   owner.pathname = `/${database}`;
-  const [gatewayPort, authPort, tenantPort, locationPort, bridgePort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [gatewayPort, authPort, tenantPort, locationPort, bridgePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const subgraphUrls = {
     auth: `http://127.0.0.1:${authPort}/graphql`,
     tenant: `http://127.0.0.1:${tenantPort}/graphql`,
@@ -125,6 +125,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     ADMIN_PASSWORD: admin.password,
     CALLER_SIGNING_SECRET: callerSigningSecret,
     GATEWAY_PORT: String(gatewayPort),
+    GATEWAY_METRICS_PORT: String(metricsPort),
     AUTH_PORT: String(authPort),
     TENANT_PORT: String(tenantPort),
     LOCATION_PORT: String(locationPort),
@@ -167,12 +168,14 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     await Promise.all(running.map((p) => waitForHealth(`http://127.0.0.1:${p.spec.port}/health`, deadline, p.exited)));
     log(`platform healthy: ${running.map((p) => `${p.spec.name} :${p.spec.port}`).join(', ')}`);
     const cognito = infrastructure.cognito!;
+    // The fixtures confirm members' emails with the codes the emulator "mailed" (test/support/mailbox.ts).
+    process.env.TEST_COGNITO_MAILBOX = cognito.mailbox;
 
     return {
       run,
       gatewayUrl: `http://127.0.0.1:${gatewayPort}/graphql`,
       wsUrl: `ws://127.0.0.1:${gatewayPort}/graphql`,
-      metricsUrl: `http://127.0.0.1:${gatewayPort}/metrics`,
+      metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
       subgraphUrls,
       supergraphPath,
       ownerUrl: owner.toString(),
