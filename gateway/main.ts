@@ -1,6 +1,7 @@
 import 'dotenv/config';
 import { z } from 'zod';
-import { callerEnv, cognitoEnv, commonEnv, databaseEnv, hostEnv, lifecycleEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
+import { callerEnv, cognitoEnv, commonEnv, databaseEnv, hostEnv, isDevelopment, lifecycleEnv, loadConfig, ports, nonNegativeInt, redisEnv } from '../lib/config';
+import { DEFAULT_TILE_URL } from '../clients/dashboard/serve';
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
@@ -43,6 +44,8 @@ const config = loadConfig(
       PENDING_EVENTS_PER_TENANT: nonNegativeInt(10_000),
       /** How far back a resume (or a gap fill) reaches: locations per device. */
       RESUME_MAX_LOCATIONS: z.coerce.number().int().min(1).max(10_000).default(1_000),
+      /** The dashboard map's tile URL template (Leaflet's `{s}`, `{z}`, `{x}`, `{y}`). */
+      DASHBOARD_TILE_URL: z.string().regex(/^https?:\/\/\S+$/, 'DASHBOARD_TILE_URL must be an http(s) URL template').default(DEFAULT_TILE_URL),
     }),
 );
 
@@ -79,6 +82,9 @@ runService('gateway', config, async (logger) => {
     redisUrl: config.REDIS_URL,
     redisPrefix: config.REDIS_PREFIX,
     callerRecheckMs: config.SOCKET_CALLER_RECHECK_MS,
+    // Introspection and Sandbox only where the schema is no secret and nobody relies on it being off.
+    sandbox: isDevelopment(config.NODE_ENV),
+    dashboard: { tileUrl: config.DASHBOARD_TILE_URL },
     limits: {
       perConnection: config.SUBSCRIPTIONS_PER_CONNECTION,
       perTenant: config.SUBSCRIPTIONS_PER_TENANT,

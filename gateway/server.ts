@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express from 'express';
 import { print, type DocumentNode, type ExecutionResult } from 'graphql';
@@ -13,6 +15,7 @@ import { Gauge } from 'prom-client';
 import { answerHealth, createMetricsRegistry, localUrl, startStatusServer } from '../lib/health';
 import type { Logger } from '../lib/logger';
 import { answerRequestError, answerUnknownPath, graphqlJsonBody, requireJsonBody } from '../lib/requestErrors';
+import { DEFAULT_TILE_URL, dashboardRouter } from '../clients/dashboard/serve';
 import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
 import { isPublicOnly } from './publicOperations';
 import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
@@ -50,6 +53,10 @@ export interface GatewayOptions {
   subgraphTimeoutMs?: number;
   /** See WebSocketOptions.callerRecheckMs. Default 60 s. */
   callerRecheckMs?: number;
+  /** Introspection and Apollo Sandbox on GET /graphql: development only (main.ts). Default true. */
+  sandbox?: boolean;
+  /** The dashboard at /dashboard and its map tiles; false: not served. Default: OpenStreetMap's tiles. */
+  dashboard?: { tileUrl: string } | false;
   logger: Logger;
 }
 
@@ -92,8 +99,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const httpServer = http.createServer(app);
   const server = new ApolloServer<GatewayContext>({
     gateway,
+    introspection: options.sandbox ?? true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
+      options.sandbox ?? true ? ApolloServerPluginLandingPageLocalDefault({ embed: true }) : ApolloServerPluginLandingPageDisabled(),
       {
         // @apollo/gateway cannot execute a subscription; say where subscriptions are served instead.
         async requestDidStart() {
@@ -116,9 +125,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     includeStacktraceInErrorResponses: false,
     // Shutdown is the process's (lib/shutdown.ts); Apollo's handlers would re-raise the signal.
     stopOnTerminationSignals: false,
-    // CSRF protection guards cookie sessions; callers here authenticate with an Authorization header,
-    // which a browser never attaches on its own, and plain GET queries (CONTRACT.md) must work.
-    csrfPrevention: false,
+    // A request a browser would send cross-site without a preflight (a GET, or a POST that is not
+    // JSON) runs only with a header no such request can carry. Authorization is one: a browser never
+    // attaches it on its own, and a GET query with a token (CONTRACT.md) is what API clients send.
+    csrfPrevention: { requestHeaders: ['authorization', 'apollo-require-preflight', 'x-apollo-operation-name'] },
     formatError: (formatted, error) =>
       formatFleetError(formatted, () => logger.error({ err: error, path: formatted.path }, 'request failed')),
   });
@@ -172,6 +182,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   gauge('fleet_gateway_websockets', 'Open graphql-ws connections', () => webSocket.connections);
   const healthChecks = { database: () => options.db.ping(), redis: () => feed.ready };
   app.get('/health', (_req, res) => void answerHealth(healthChecks, res));
+  if (options.dashboard !== false) app.use('/dashboard', dashboardRouter({ tileUrl: options.dashboard?.tileUrl ?? DEFAULT_TILE_URL, logger }));
   app.use('/graphql', requireJsonBody);
   app.use(
     '/graphql',

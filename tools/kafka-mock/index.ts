@@ -9,6 +9,7 @@ import { execFile, spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { provideBuildPrerequisites } from './prerequisites';
 
 export interface KafkaMockOptions {
   /** Number of mock brokers (ids 1..brokers). Default 1. */
@@ -59,7 +60,10 @@ async function mtimeMs(file: string): Promise<number | undefined> {
 
 let building: Promise<string> | undefined;
 
-/** Runs `make -C tools/kafka-mock` if the binary is missing or older than its sources. */
+/**
+ * Runs `make -C tools/kafka-mock` if the binary is missing or older than its sources, installing
+ * librdkafka-dev and a compiler first where it can (see prerequisites.ts).
+ */
 export function ensureKafkaMockBuilt(): Promise<string> {
   building ??= build().finally(() => {
     building = undefined;
@@ -70,6 +74,7 @@ export function ensureKafkaMockBuilt(): Promise<string> {
 async function build(): Promise<string> {
   const [bin, src, mk] = await Promise.all([mtimeMs(BINARY), mtimeMs(SOURCE), mtimeMs(MAKEFILE)]);
   if (bin !== undefined && bin >= (src ?? 0) && bin >= (mk ?? 0)) return BINARY;
+  await provideBuildPrerequisites();
   await new Promise<void>((resolve, reject) => {
     execFile('make', ['-C', MOCK_DIR], (err, _stdout, stderr) => {
       if (err) {
