@@ -184,8 +184,17 @@ export function startWebSocketServer(options: WebSocketOptions) {
           return false;
         }
         const { caller, expiresAt } = established;
-        // Results beyond what the socket could take: a reader that keeps up brings this back to 0.
+        // Frames a batch hands a socket in one go are corked and leave in one write, not one each.
+        const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+        let corked = false;
+        // Frames written while the socket was still backed up from an earlier turn: a reader that
+        // keeps up empties its buffer between turns and starts again from 0; one that stopped does not.
         let backlog = 0;
+        let backedUp = false;
+        const uncork = () => {
+          corked = false;
+          raw?.uncork();
+        };
         // The socket is bound to this caller: every subscription on it is authorized for it, and
         // any later read that disagrees closes the socket (4403), whatever else was sent on it.
         const state: ConnectionState = {
@@ -195,8 +204,14 @@ export function startWebSocketServer(options: WebSocketOptions) {
           sink: {
             send: (frame) => {
               if (socket.readyState !== socket.OPEN) return;
-              backlog = socket.bufferedAmount > 0 ? backlog + 1 : 0;
-              if (backlog > options.queueCapacity) {
+              if (!corked) {
+                backedUp = socket.bufferedAmount > 0;
+                if (!backedUp) backlog = 0;
+                corked = true;
+                raw?.cork();
+                process.nextTick(uncork);
+              }
+              if (backedUp && ++backlog > options.queueCapacity) {
                 options.subscriptions.noteSlowConnection();
                 logger.warn({ userId: caller.userId, capacity: options.queueCapacity }, 'dropped a connection that stopped reading');
                 dropAsSlow(socket);
