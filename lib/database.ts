@@ -34,7 +34,10 @@ export type DatabaseScope =
   | { kind: 'user'; userId: string }; // a signed-in user with no tenant: sees only their own rows
 
 export interface ScopeTransactionOptions {
-  /** Longest wait for a pooled connection, ms (Prisma's default 2000). */
+  /**
+   * Longest wait for a pooled connection, ms (default 2000, Prisma's). As `createDatabase`'s
+   * default it bounds every checkout of the pool, scoped or Prisma; per call it can only be shorter.
+   */
   maxWait?: number;
   /** Longest the whole transaction may run before Prisma rolls it back, ms (Prisma's default 5000). */
   timeout?: number;
