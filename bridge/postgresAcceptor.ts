@@ -1,4 +1,5 @@
-import type { Database } from '../lib/database';
+import { statement, type Database } from '../lib/database';
+import { isUuid } from '../lib/ids';
 import type { LocationMessage } from '../lib/locationEvent';
 import { announceOutbox, storeLocations, type NewLocation } from '../lib/locationStore';
 import type { AcceptOutcome, LocationAcceptor } from './locationBridge';
@@ -19,15 +20,22 @@ export const ID_CONFLICT = 'id conflict';
  * for `recordLocation`. The bridge acts for no user ('system' scope), so it checks itself that the
  * device belongs to the message's tenant (RLS would not stop it in that scope).
  */
+const DEVICE_TENANTS = statement<{ id: string; tenantId: string }>`
+  SELECT id, tenant_id AS "tenantId" FROM devices WHERE id = ANY($1::uuid[])`;
+
+const STORED_LOCATIONS = statement<{ id: string; deviceId: string }>`
+  SELECT id, device_id AS "deviceId" FROM locations WHERE id = ANY($1::uuid[])`;
+
 export class PostgresLocationAcceptor implements LocationAcceptor {
   constructor(private readonly db: Database) {}
 
   async accept(locations: readonly LocationMessage[]): Promise<AcceptOutcome> {
     const receivedAt = new Date();
-    return this.db.inScope({ kind: 'system' }, async (tx) => {
-      const devices = await tx.device.findMany({ where: { id: { in: [...new Set(locations.map((l) => l.deviceId))] } }, select: { id: true, tenantId: true } });
+    return this.db.scoped({ kind: 'system' }, async (sql) => {
+      // The message schema checked that both are uuids; the filter keeps the statements' casts safe.
+      const devices = await sql.rows(DEVICE_TENANTS, [[...new Set(locations.map((l) => l.deviceId).filter(isUuid))]]);
       const tenantOf = new Map(devices.map((device) => [device.id, device.tenantId]));
-      const stored = await tx.location.findMany({ where: { id: { in: [...new Set(locations.map((l) => l.id))] } }, select: { id: true, deviceId: true } });
+      const stored = await sql.rows(STORED_LOCATIONS, [[...new Set(locations.map((l) => l.id).filter(isUuid))]]);
       const deviceOf = new Map(stored.map((location) => [location.id, location.deviceId]));
 
       const outcome: AcceptOutcome = { stored: 0, replayed: 0, refused: [] };
@@ -48,8 +56,8 @@ export class PostgresLocationAcceptor implements LocationAcceptor {
         }
       });
       if (fresh.length > 0) {
-        await storeLocations(tx, fresh, receivedAt);
-        await announceOutbox(tx);
+        await storeLocations(sql, fresh, receivedAt);
+        await announceOutbox(sql);
       }
       outcome.stored = fresh.length;
       return outcome;

@@ -2,7 +2,7 @@ import { JwtRsaVerifier } from 'aws-jwt-verify';
 import { FetchError, JwksNotAvailableInCacheError, JwksValidationError } from 'aws-jwt-verify/error';
 import { SimpleJwksCache } from 'aws-jwt-verify/jwk';
 import type { Caller } from '../lib/caller';
-import type { Database } from '../lib/database';
+import { isScopeUserId, statement, type Database } from '../lib/database';
 import { Unauthenticated } from '../lib/errors';
 
 /**
@@ -122,6 +122,10 @@ interface CallerRecord {
   tenantId: string | null;
 }
 
+/** Read in the user's own scope ('user'): RLS lets anyone see their own row and membership, nothing more. */
+const CALLER_RECORD = statement<{ role: Caller['role']; tenantId: string | null }>`
+  SELECT u.role, m.tenant_id AS "tenantId" FROM users u LEFT JOIN tenant_members m ON m.user_id = u.id WHERE u.id = $1`;
+
 export interface CallerDirectoryOptions {
   /**
    * How long a user's role and tenant are reused without reading the database again. Membership
@@ -187,17 +191,17 @@ export class CallerDirectory {
 
   private async read(userId: string): Promise<CallerRecord> {
     const epoch = this.epoch;
+    // Cognito subs are uuids: an id no scope can carry has no row, like any unknown user.
+    if (!isScopeUserId(userId)) return { role: 'MEMBER', tenantId: null };
     let row;
     try {
-      row = await this.db.inScope({ kind: 'user', userId }, (tx) =>
-        tx.user.findUnique({ where: { id: userId }, select: { role: true, membership: { select: { tenantId: true } } } }),
-      );
+      [row] = await this.db.scoped({ kind: 'user', userId }, (sql) => sql.rows(CALLER_RECORD, [userId]));
     } catch (error) {
       throw new IdentityUnavailable('the caller\'s role and tenant could not be read', { cause: error });
     }
     const record: CallerRecord = {
       role: row?.role ?? 'MEMBER',
-      tenantId: row?.role === 'ADMIN' ? null : (row?.membership?.tenantId ?? null),
+      tenantId: row?.role === 'ADMIN' ? null : (row?.tenantId ?? null),
     };
     if (epoch === this.epoch) this.records.set(userId, { record, until: Date.now() + this.options.cacheTtlMs });
     return record;

@@ -1,6 +1,6 @@
 import DataLoader from 'dataloader';
 import type { Caller } from '../../lib/caller';
-import type { Database, Tx } from '../../lib/database';
+import { statement, type Database, type Tx } from '../../lib/database';
 import { requireCaller, scopeFor } from '../../lib/scope';
 
 /** The auth subgraph's records: one row per Cognito user, with the platform role. */
@@ -83,9 +83,16 @@ export async function saveUser(
   return written.saved;
 }
 
+const USER_BY_ID = statement<StoredUser>`
+  SELECT id, email, role, retired_at AS "retiredAt" FROM users WHERE id = $1`;
+
+const USERS_BY_ID = statement<UserRecord>`
+  SELECT id, email, role FROM users WHERE id = ANY($1::text[])`;
+
 /** A user's row if it exists, retired or not. */
 export async function findUser(db: Database, id: string): Promise<StoredUser | null> {
-  return db.inScope({ kind: 'system' }, (tx) => tx.user.findUnique({ where: { id }, select: { ...fields, retiredAt: true } }));
+  const [user] = await db.scoped({ kind: 'system' }, (sql) => sql.rows(USER_BY_ID, [id]));
+  return user ?? null;
 }
 
 /**
@@ -94,7 +101,7 @@ export async function findUser(db: Database, id: string): Promise<StoredUser | n
  */
 export function visibleUsers(caller: Caller | null, db: Database): DataLoader<string, UserRecord | null> {
   return new DataLoader(async (ids) => {
-    const rows = await db.inScope(scopeFor(requireCaller(caller)), (tx) => tx.user.findMany({ where: { id: { in: [...ids] } }, select: fields }));
+    const rows = await db.scoped(scopeFor(requireCaller(caller)), (sql) => sql.rows(USERS_BY_ID, [ids]));
     const byId = new Map(rows.map((row) => [row.id, row]));
     return ids.map((id) => byId.get(id) ?? null);
   });

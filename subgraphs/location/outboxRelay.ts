@@ -3,7 +3,7 @@ import type { Producer } from 'kafkajs';
 import pg from 'pg';
 import { inSessionScope } from '../../lib/database';
 import type { Logger } from '../../lib/logger';
-import { locationEventKey, type LocationEvent } from '../../lib/locationEvent';
+import { locationEventKey } from '../../lib/locationEvent';
 import { OUTBOX_CHANNEL } from '../../lib/locationStore';
 
 /**
@@ -37,6 +37,10 @@ export interface OutboxRelayOptions {
   producer: Producer;
   topic: string;
   logger: Logger;
+  /**
+   * Most rows per Kafka send. Default 1000: ~330 KB, well under Kafka's 1 MB default message-batch
+   * limit, and 500-2000 drain within ~20% of each other (bench/dataAccess), above 10,000 rows/s.
+   */
   batchSize?: number;
   /** Backstop poll and standby retry interval; wake-ups normally come from NOTIFY. */
   idleMs?: number;
@@ -55,6 +59,18 @@ const HOLDS_LOCK = `
     WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND objsubid = 1
       AND pid = pg_backend_pid() AND granted
   ) AS held`;
+
+/**
+ * The next rows in publish order. The payload comes back as the JSON text Kafka gets and the key
+ * from the row's columns, so a row costs no JSON parse and stringify here.
+ */
+const NEXT_ROWS = 'SELECT id, tenant_id AS "tenantId", device_id AS "deviceId", payload::text AS payload FROM location_outbox ORDER BY id LIMIT $1';
+
+const DELETE_ROWS = 'DELETE FROM location_outbox WHERE id = ANY($1::bigint[])';
+
+/** LISTEN takes no parameter: the channel is spelled out (it is `OUTBOX_CHANNEL`; checked at load). */
+const LISTEN_OUTBOX = 'LISTEN location_outbox';
+if (LISTEN_OUTBOX !== 'LISTEN ' + OUTBOX_CHANNEL) throw new Error('LISTEN_OUTBOX must name OUTBOX_CHANNEL');
 
 /** The lock session failed or no longer holds the lock: the relay must step down. */
 class LockSessionLost extends Error {
@@ -159,7 +175,7 @@ export class OutboxRelay extends EventEmitter {
     session.on('notification', () => this.wake());
     try {
       await session.connect();
-      await session.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      await session.query(LISTEN_OUTBOX);
     } catch (error) {
       await this.close(session);
       throw new LockSessionLost('could not open it', { cause: error });
@@ -181,7 +197,7 @@ export class OutboxRelay extends EventEmitter {
   private whileLeading<T>(session: pg.Client, work: () => Promise<T>): Promise<T> {
     return this.onSession(session, () =>
       inSessionScope(session, { kind: 'system' }, async () => {
-        const proof = await session.query<{ held: boolean }>(HOLDS_LOCK, [RELAY_LOCK_KEY]);
+        const proof = await session.query<{ held: boolean }>({ name: 'fleet_outbox_lock_held', text: HOLDS_LOCK, values: [RELAY_LOCK_KEY] });
         if (proof.rows[0]?.held !== true) throw new LockSessionLost('the advisory lock is no longer held on it');
         return work();
       }),
@@ -193,9 +209,11 @@ export class OutboxRelay extends EventEmitter {
     if (!session) throw new LockSessionLost('no session');
     const { producer, topic } = this.options;
     const rows = await this.whileLeading(session, async () => {
-      const result = await session.query<{ id: string; payload: LocationEvent }>('SELECT id, payload FROM location_outbox ORDER BY id LIMIT $1', [
-        this.options.batchSize ?? 500,
-      ]);
+      const result = await session.query<{ id: string; tenantId: string; deviceId: string; payload: string }>({
+        name: 'fleet_outbox_next',
+        text: NEXT_ROWS,
+        values: [this.options.batchSize ?? 1000],
+      });
       return result.rows;
     });
     if (rows.length === 0) return 0;
@@ -206,9 +224,9 @@ export class OutboxRelay extends EventEmitter {
     await producer.send({
       topic,
       acks: -1,
-      messages: rows.map(({ payload }) => ({ key: locationEventKey(payload), value: JSON.stringify(payload) })),
+      messages: rows.map((row) => ({ key: locationEventKey(row), value: row.payload })),
     });
-    await this.whileLeading(session, () => session.query('DELETE FROM location_outbox WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]));
+    await this.whileLeading(session, () => session.query({ name: 'fleet_outbox_delete', text: DELETE_ROWS, values: [rows.map((row) => row.id)] }));
     return rows.length;
   }
 

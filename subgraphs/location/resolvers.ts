@@ -1,7 +1,7 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import type { Caller } from '../../lib/caller';
 import DataLoader from 'dataloader';
-import type { Database, Tx } from '../../lib/database';
+import type { Database, Sql } from '../../lib/database';
 import { DateTime } from '../../lib/dateTime';
 import { BadUserInput, FleetError, NotFound } from '../../lib/errors';
 import { locationEventSchema, type LocationEvent } from '../../lib/locationEvent';
@@ -32,14 +32,14 @@ export interface LocationLoaders {
 
 /** Batches the device and last-location reads of one request, each in the caller's scope. */
 export function loadersFor(caller: Caller | null, db: Database): LocationLoaders {
-  const scoped = <T>(work: (tx: Tx) => Promise<T>) => db.inScope(scopeFor(requireCaller(caller)), work);
+  const scoped = <T>(work: (sql: Sql) => Promise<T>) => db.scoped(scopeFor(requireCaller(caller)), work);
   return {
     device: new DataLoader(async (ids) => {
-      const devices = await scoped((tx) => listDevicesById(tx, ids));
+      const devices = await scoped((sql) => listDevicesById(sql, ids));
       return ids.map((id) => devices.get(id) ?? null);
     }),
     lastLocation: new DataLoader(async (ids) => {
-      const last = await scoped((tx) => lastLocations(tx, ids));
+      const last = await scoped((sql) => lastLocations(sql, ids));
       return ids.map((id) => last.get(id) ?? null);
     }),
   };
@@ -52,12 +52,12 @@ async function record(context: LocationContext, inputs: LocationInput[], single:
   const deviceIds = accepted.map((input) => input.deviceId);
   let claimed = false;
   try {
-    const records = await context.db.inScope(scopeFor(member), async (tx) => {
-      const stored = await storeLocations(tx, accepted, receivedAt);
+    const records = await context.db.scoped(scopeFor(member), async (sql) => {
+      const stored = await storeLocations(sql, accepted, receivedAt);
       // Claimed only for devices the caller may write to, and before commit: a refusal rolls back.
       await context.rateLimit.claim(deviceIds);
       claimed = true;
-      await announceOutbox(tx);
+      await announceOutbox(sql);
       return stored;
     });
     context.relay.wake();
@@ -101,7 +101,7 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
     },
     devices: async (_root, _args, { caller, db }) => {
       const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => listDevices(tx));
+      return db.scoped(scopeFor(known), (sql) => listDevices(sql));
     },
     _locationEvents: (_root, args: { tenantId: string; deviceId?: string | null }, context) => subscriptionEvents(context, args),
     _locationsBetween: async (_root, args: { tenantId: string; ranges: SequenceRange[]; limit: number }, { caller, db }) => {
@@ -109,13 +109,13 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
       if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > MAX_HISTORY_PAGE) {
         throw new BadUserInput('limit', `limit must be 1 to ${MAX_HISTORY_PAGE}`);
       }
-      const rows = await db.inScope(scopeFor(known), (tx) => locationsBetween(tx, args.ranges, args.limit));
+      const rows = await db.scoped(scopeFor(known), (sql) => locationsBetween(sql, args.ranges, args.limit));
       // RLS already hides other tenants from a member; an ADMIN asked about one tenant gets only it.
       return rows.filter((row) => row.tenantId === args.tenantId);
     },
     _devicePositions: async (_root, args: { tenantId: string; deviceId?: string | null }, { caller, db }) => {
       const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => devicePositions(tx, args.tenantId, args.deviceId));
+      return db.scoped(scopeFor(known), (sql) => devicePositions(sql, args.tenantId, args.deviceId));
     },
   },
   Mutation: {
@@ -143,7 +143,7 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
     __resolveReference: (reference: { id: string }) => reference,
     devices: async (tenant: { id: string }, _args, { caller, db }) => {
       const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => listDevices(tx, tenant.id));
+      return db.scoped(scopeFor(known), (sql) => listDevices(sql, tenant.id));
     },
   },
   Device: {
@@ -153,7 +153,7 @@ export const resolvers: GraphQLResolverMap<LocationContext> = {
     lastLocation: (device: DeviceRecord, _args, { loaders }) => loaders.lastLocation.load(device.id),
     locations: async (device: DeviceRecord, args: LocationPageArgs, { caller, db }) => {
       const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => locationPage(tx, device.id, args));
+      return db.scoped(scopeFor(known), (sql) => locationPage(sql, device.id, args));
     },
   },
   Location: {

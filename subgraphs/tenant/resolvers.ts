@@ -6,7 +6,7 @@ import { BadUserInput, NotFound, Unauthenticated } from '../../lib/errors';
 import { requireAdmin, requireCaller, scopeFor } from '../../lib/scope';
 import type { UserPool } from '../../lib/cognito/userPool';
 import { isUuid } from '../../lib/ids';
-import { findTenant, listTenants, memberIds, setMembership, tenantFields, tenantOfUser, userByEmail, type TenantRecord } from './tenants';
+import { listTenants, setMembership, tenantFields, userByEmail, type TenantLoaders, type TenantRecord } from './tenants';
 
 export interface TenantContext {
   caller: Caller | null;
@@ -15,6 +15,8 @@ export interface TenantContext {
   userPool: UserPool;
   /** Tells every gateway that the user's tenant changed (their open sockets hold the old one). */
   announceMembershipChange(userId: string): Promise<void>;
+  /** Per request: tenant, membership and member reads batched (see `tenantLoadersFor`). */
+  loaders: TenantLoaders;
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -24,16 +26,16 @@ function isUniqueViolation(error: unknown): boolean {
 export const resolvers: GraphQLResolverMap<TenantContext> = {
   DateTime,
   Query: {
-    tenant: async (_root, args: { id: string }, { caller, db }) => {
-      const known = requireCaller(caller);
-      const tenant = await db.inScope(scopeFor(known), (tx) => findTenant(tx, args.id));
+    tenant: async (_root, args: { id: string }, { caller, loaders }) => {
+      requireCaller(caller);
+      const tenant = await loaders.tenant.load(args.id);
       // Another tenant's id is answered exactly like an id that does not exist.
       if (!tenant) throw new NotFound('Tenant');
       return tenant;
     },
     tenants: async (_root, _args, { caller, db }) => {
       const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => listTenants(tx));
+      return db.scoped(scopeFor(known), (sql) => listTenants(sql));
     },
   },
   Mutation: {
@@ -78,25 +80,22 @@ export const resolvers: GraphQLResolverMap<TenantContext> = {
     },
   },
   Tenant: {
-    __resolveReference: async (reference: { id: string }, { caller, db }: TenantContext) => {
-      const known = requireCaller(caller);
-      return db.inScope(scopeFor(known), (tx) => findTenant(tx, reference.id));
-    },
-    members: async (tenant: TenantRecord, _args, { caller, db }) => {
-      const known = requireCaller(caller);
-      const ids = await db.inScope(scopeFor(known), (tx) => memberIds(tx, tenant.id));
+    // `_entities` with many tenants (a batch of live events) reads them in one query.
+    __resolveReference: (reference: { id: string }, { loaders }: TenantContext) => loaders.tenant.load(reference.id),
+    members: async (tenant: TenantRecord, _args, { loaders }) => {
+      const ids = await loaders.memberIds.load(tenant.id);
       return ids.map((id) => ({ __typename: 'User', id }));
     },
   },
   User: {
     __resolveReference: (reference: { id: string }) => reference,
-    tenant: async (user: { id: string }, _args, { caller, viaGateway, db }) => {
-      if (caller) return db.inScope(scopeFor(caller), (tx) => tenantOfUser(tx, user.id));
+    tenant: async (user: { id: string }, _args, { caller, viaGateway, loaders }) => {
+      if (caller) return loaders.tenantOfUser.load(user.id);
       // Anonymous requests reach a User only through register/login/refreshSession, whose user is
       // the one who just authenticated, so `login { user { tenant { name } } }` may show it. The
       // gateway vouches for that; a request straight to this subgraph gets nothing.
       if (!viaGateway) throw new Unauthenticated();
-      return db.inScope({ kind: 'system' }, (tx) => tenantOfUser(tx, user.id));
+      return loaders.tenantOfUserAsSystem.load(user.id);
     },
   },
 };

@@ -8,6 +8,7 @@ import type { Logger } from '../../lib/logger';
 import { startSubgraph, type RunningSubgraph } from '../../lib/subgraph';
 import type { UserPool } from '../../lib/cognito/userPool';
 import { resolvers, type TenantContext } from './resolvers';
+import { tenantLoadersFor } from './tenants';
 
 export const typeDefs = parse(readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8'));
 
@@ -40,6 +41,7 @@ export function startTenantSubgraph(options: TenantSubgraphOptions): Promise<Run
       db: options.db,
       userPool: options.userPool,
       announceMembershipChange: (userId) => announceStandingChange(options.redis, options.redisPrefix, userId),
+      loaders: tenantLoadersFor(caller, options.db),
     }),
   });
 }

@@ -364,7 +364,7 @@ describe('the database as fleet_app', () => {
   // holds against resolver bugs (a forgotten filter, a wrong id) but not against SQL injection. What
   // keeps that door shut is that only lib/database.ts sets the settings (transaction-local) and no
   // product code runs SQL assembled from strings. This checks that rule over the whole tree.
-  test('only lib/database.ts sets the scope settings, and no product code runs string-built SQL', () => {
+  test('only lib/database.ts sets the scope settings, and no product code runs string-built SQL (Prisma or pg)', () => {
     const offenders: string[] = [];
     for (const dir of ['lib', 'gateway', 'subgraphs', 'bridge']) {
       for (const file of readdirSync(path.join(ROOT, dir), { recursive: true }) as string[]) {
@@ -372,6 +372,9 @@ describe('the database as fleet_app', () => {
         const relative = path.join(dir, file);
         const source = readFileSync(path.join(ROOT, relative), 'utf8');
         if (/\$(query|execute)RawUnsafe/.test(source)) offenders.push(`${relative}: raw SQL from a string`);
+        // Plain pg too: a query text is a constant (`statement`, or a string literal), values travel as $n
+        // parameters. Only lib/database.ts splices anything: the validated scope literals of BEGIN.
+        if (relative !== path.join('lib', 'database.ts') && /(\.query(<[^>]*>)?\(|\btext:)\s*`[^`]*\$\{/.test(source)) offenders.push(`${relative}: pg query text built from values`);
         if (relative !== path.join('lib', 'database.ts') && /set_config\(|SET\s+(LOCAL\s+)?app\./i.test(source)) offenders.push(`${relative}: sets a scope setting`);
       }
     }

@@ -51,7 +51,7 @@ afterAll(async () => {
 async function accept(count: number): Promise<string[]> {
   const receivedAt = new Date();
   const inputs = Array.from({ length: count }, (_, i) => ({ deviceId, latitude: i % 90, longitude: 0, accuracy: null, speed: null, heading: null, altitude: null, recordedAt: receivedAt }));
-  const stored = await db.inScope({ kind: 'member', tenantId, userId: 'relay-test' }, (tx) => storeLocations(tx, inputs, receivedAt));
+  const stored = await db.scoped({ kind: 'member', tenantId, userId: 'relay-test' }, (sql) => storeLocations(sql, inputs, receivedAt));
   return stored.map((location) => location.id);
 }
 
