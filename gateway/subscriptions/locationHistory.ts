@@ -1,4 +1,6 @@
-import { CALLER_HEADER, signCaller, type Caller } from '../../lib/caller';
+import { CALLER_HEADER, type Caller } from '../../lib/caller';
+import { signedCaller } from '../subgraphFetcher';
+import { postToSubgraph } from '../subgraphHttp';
 import type { LocationEvent } from '../../lib/locationEvent';
 
 /**
@@ -70,13 +72,13 @@ export class LocationHistory {
   private async ask<T>(query: string, variables: Record<string, unknown>, caller: Caller): Promise<T> {
     let body: { data?: T | null; errors?: Array<{ message: string }> };
     try {
-      const response = await fetch(this.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [CALLER_HEADER]: signCaller(caller, this.callerSigningSecret) },
-        body: JSON.stringify({ query, variables }),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      body = (await response.json()) as typeof body;
+      const answer = await postToSubgraph(
+        this.url,
+        { 'content-type': 'application/json', [CALLER_HEADER]: signedCaller(caller, this.callerSigningSecret) },
+        JSON.stringify({ query, variables }),
+        this.timeoutMs,
+      );
+      body = JSON.parse(answer.body) as typeof body;
     } catch (error) {
       throw new HistoryUnavailable('the location history could not be read', { cause: error });
     }

@@ -83,6 +83,8 @@ export interface SubscriptionStats {
 }
 
 const PLAN_CACHE_SIZE = 500;
+const DEVICE_QUERY = `query($id: ID!) { device(id: $id) { ${DEVICE_FIELDS} } }`;
+const TENANT_DEVICES_QUERY = `query($id: ID!) { tenant(id: $id) { devices { ${DEVICE_FIELDS} } } }`;
 
 /**
  * The gateway's live subscriptions: authorizes and limits them, puts each in its group (see
@@ -256,8 +258,8 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
   /** The immutable fields of a scope's devices, read through the supergraph as the group's caller. */
   private async devicesOf(caller: Caller, tenantId: string, deviceId: string | null): Promise<CachedDevice[]> {
     const result = deviceId
-      ? await this.query(`query($id: ID!) { device(id: $id) { ${DEVICE_FIELDS} } }`, { id: deviceId }, caller)
-      : await this.query(`query($id: ID!) { tenant(id: $id) { devices { ${DEVICE_FIELDS} } } }`, { id: tenantId }, caller);
+      ? await this.query(DEVICE_QUERY, { id: deviceId }, caller)
+      : await this.query(TENANT_DEVICES_QUERY, { id: tenantId }, caller);
     const data = result.data as { device?: CachedDevice | null; tenant?: { devices: CachedDevice[] } | null } | undefined;
     const devices = deviceId ? (data?.device ? [data.device] : []) : (data?.tenant?.devices ?? []);
     // A failure must not look like "no such device": the batch is retried instead.
