@@ -66,9 +66,18 @@ export function descendants(rootPid: number): number[] {
 export function serviceProcess(rootPid: number): number {
   let pid = rootPid;
   for (;;) {
-    const child = processTree(pid).find((s) => s.ppid === pid);
+    // Only node children: tsx also starts esbuild's service process, which serves no request.
+    const child = processTree(pid).find((s) => s.ppid === pid && isNode(s.pid));
     if (!child) return pid;
     pid = child.pid;
+  }
+}
+
+function isNode(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node';
+  } catch {
+    return false;
   }
 }
 

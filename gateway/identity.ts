@@ -1,4 +1,5 @@
 import { JwtRsaVerifier } from 'aws-jwt-verify';
+import DataLoader from 'dataloader';
 import { FetchError, JwksNotAvailableInCacheError, JwksValidationError } from 'aws-jwt-verify/error';
 import { SimpleJwksCache } from 'aws-jwt-verify/jwk';
 import type { Caller } from '../lib/caller';
@@ -123,8 +124,16 @@ interface CallerRecord {
 }
 
 /** Read in the user's own scope ('user'): RLS lets anyone see their own row and membership, nothing more. */
-const CALLER_RECORD = statement<{ role: Caller['role']; tenantId: string | null }>`
-  SELECT u.role, m.tenant_id AS "tenantId" FROM users u LEFT JOIN tenant_members m ON m.user_id = u.id WHERE u.id = $1`;
+/**
+ * Role and tenant of many callers in one statement: after a gateway restart a thousand dashboards
+ * reconnect at once, and one transaction per caller queued them past the pool's wait bound (the
+ * benchmark's reconnect storm). The gateway establishes identity for every process, so it reads
+ * in the platform's scope, and only the rows of users whose tokens it has just verified.
+ */
+const CALLER_RECORDS = statement<{ id: string; role: Caller['role']; tenantId: string | null }>`
+  SELECT u.id, u.role, m.tenant_id AS "tenantId" FROM users u LEFT JOIN tenant_members m ON m.user_id = u.id WHERE u.id = ANY($1::text[])`;
+/** Callers read together at most (a statement's array stays small). */
+const CALLER_BATCH = 500;
 
 export interface CallerDirectoryOptions {
   /**
@@ -141,12 +150,23 @@ export class CallerDirectory {
   private readonly reading = new Map<string, Promise<CallerRecord>>();
   /** Bumped by every `forget`: a read that started before one must not be cached (it may be stale). */
   private epoch = 0;
+  /** Lookups that start in the same turn of the event loop share one statement. */
+  private readonly loader: DataLoader<string, { role: Caller['role']; tenantId: string | null } | null>;
 
   constructor(
     private readonly verifier: TokenVerifier,
     private readonly db: Database,
     private readonly options: CallerDirectoryOptions = { cacheTtlMs: 5_000 },
-  ) {}
+  ) {
+    this.loader = new DataLoader(
+      async (ids) => {
+        const rows = await this.db.scoped({ kind: 'system' }, (sql) => sql.rows(CALLER_RECORDS, [[...ids]]));
+        const byId = new Map(rows.map((row) => [row.id, row]));
+        return ids.map((id) => byId.get(id) ?? null);
+      },
+      { cache: false, maxBatchSize: CALLER_BATCH },
+    );
+  }
 
   /**
    * The caller for a token: UNAUTHENTICATED when the token does not verify, IdentityUnavailable
@@ -195,7 +215,7 @@ export class CallerDirectory {
     if (!isScopeUserId(userId)) return { role: 'MEMBER', tenantId: null };
     let row;
     try {
-      [row] = await this.db.scoped({ kind: 'user', userId }, (sql) => sql.rows(CALLER_RECORD, [userId]));
+      row = await this.loader.load(userId);
     } catch (error) {
       throw new IdentityUnavailable('the caller\'s role and tenant could not be read', { cause: error });
     }

@@ -56,7 +56,9 @@ runService('gateway', config, async (logger) => {
         configPath: SUPERGRAPH_CONFIG,
         routingUrls: { auth: config.AUTH_URL, tenant: config.TENANT_URL, location: config.LOCATION_URL },
       });
-  const db = createDatabase({ url: config.APP_DATABASE_URL });
+  // After a restart every dashboard reconnects at once and the event loop is busy with their
+  // handshakes: a caller lookup may wait that long for a connection without anything being wrong.
+  const db = createDatabase({ url: config.APP_DATABASE_URL, transactionOptions: { maxWait: 10_000 } });
   const verifier = new TokenVerifier({
     region: config.AWS_REGION,
     userPoolId: config.COGNITO_USER_POOL_ID,
