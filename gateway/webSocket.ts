@@ -42,6 +42,8 @@ const SLOW_CLOSE_GRACE_MS = 5_000;
 
 interface ConnectionState extends SubscriberConnection {
   token: string;
+  /** When the socket's token expires (ms since the epoch). */
+  expiresAt: number;
   expiry?: NodeJS.Timeout;
   recheck?: NodeJS.Timeout;
 }
@@ -106,22 +108,24 @@ export function startWebSocketServer(options: WebSocketOptions) {
    * leaves it open: a busy database is not a reason to drop anybody).
    */
   const stillAuthorized = async (socket: WebSocket, state: ConnectionState): Promise<boolean> => {
+    // The token was verified in full on connect (or refresh); what can change is time and records.
+    if (Date.now() >= state.expiresAt) {
+      socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
+      return false;
+    }
     try {
-      const { caller } = await options.identity.callerFor(state.token);
-      if (sameStanding(caller, state.caller)) return true;
+      const now = await options.identity.standingOf(state.caller.userId);
+      if (now.role === state.caller.role && now.tenantId === state.caller.tenantId) return true;
       socket.close(CLOSE_FORBIDDEN, 'Tenant membership changed: reconnect');
       return false;
     } catch (error) {
-      if (error instanceof Unauthenticated) {
-        socket.close(CLOSE_UNAUTHORIZED, 'Token expired');
-        return false;
-      }
       logger.warn({ err: error }, 'could not re-read the caller of an open socket');
       return true;
     }
   };
 
   const expireAt = (socket: WebSocket, state: ConnectionState, expiresAt: number) => {
+    state.expiresAt = expiresAt;
     clearTimeout(state.expiry);
     state.expiry = setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
   };
@@ -200,6 +204,7 @@ export function startWebSocketServer(options: WebSocketOptions) {
         const state: ConnectionState = {
           caller,
           token,
+          expiresAt,
           open: 0,
           sink: {
             send: (frame) => {
