@@ -23,9 +23,15 @@ export class SubgraphTimeout extends Error {
   }
 }
 
+/**
+ * An idle connection is closed by this side after IDLE_MS, well before the subgraph's server would
+ * close it (lib/subgraph.ts keeps them 65 s): reusing a connection the server is closing at that
+ * moment fails the request with "socket hang up".
+ */
+const IDLE_MS = 30_000;
 const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 128, scheduling: 'lifo' }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 128, scheduling: 'lifo' }),
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 128, scheduling: 'lifo', timeout: IDLE_MS }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 128, scheduling: 'lifo', timeout: IDLE_MS }),
 };
 
 /** POSTs `body` and reads the whole answer; fails after `timeoutMs` (connection, request and answer together). */

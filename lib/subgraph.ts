@@ -99,6 +99,11 @@ export async function startSubgraph<Context extends object>(options: SubgraphOpt
   const app = express();
   app.disable('x-powered-by');
   const httpServer = http.createServer(app);
+  // Longer than any gateway's idle timeout (gateway/subgraphHttp.ts, and the 5 s of Node's default
+  // agents), so the client, not the server, closes an idle connection: a request sent on a
+  // connection the server is closing at that moment fails with "socket hang up".
+  httpServer.keepAliveTimeout = 65_000;
+  httpServer.headersTimeout = 66_000;
   let inFlight = 0;
   let drained: (() => void) | null = null;
 
