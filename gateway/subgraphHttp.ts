@@ -34,9 +34,16 @@ const agents = {
   'https:': new https.Agent({ keepAlive: true, maxSockets: 128, scheduling: 'lifo', timeout: IDLE_MS }),
 };
 
+/** A gateway knows a handful of subgraph URLs: each is parsed once. */
+const targets = new Map<string, URL>();
+
 /** POSTs `body` and reads the whole answer; fails after `timeoutMs` (connection, request and answer together). */
 export function postToSubgraph(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<SubgraphAnswer> {
-  const target = new URL(url);
+  let target = targets.get(url);
+  if (!target) {
+    target = new URL(url);
+    targets.set(url, target);
+  }
   const transport = target.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const request = transport.request(
