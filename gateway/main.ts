@@ -5,8 +5,11 @@ import { callerEnv, cognitoEnv, commonEnv, databaseEnv, loadConfig, ports, nonNe
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
+import { DEFAULT_OPERATION_LIMITS as LIMITS } from './operationLimits';
 import { startGateway } from './server';
 import { SUPERGRAPH_CONFIG, composeSupergraph } from './supergraph';
+
+const positiveInt = (fallback: number) => z.coerce.number().int().min(1).default(fallback);
 
 const config = loadConfig(
   commonEnv
@@ -27,6 +30,16 @@ const config = loadConfig(
       SUBSCRIPTIONS_PER_TENANT: nonNegativeInt(10_000),
       SUBSCRIBER_QUEUE_CAPACITY: nonNegativeInt(1_000),
       SOCKET_CALLER_RECHECK_MS: nonNegativeInt(60_000),
+      /** Operation limits (README, "Operation limits"), the same on HTTP and graphql-ws. */
+      QUERY_MAX_DEPTH: positiveInt(LIMITS.maxDepth),
+      QUERY_MAX_ALIASES: positiveInt(LIMITS.maxAliases),
+      QUERY_MAX_DIRECTIVES: positiveInt(LIMITS.maxDirectives),
+      QUERY_MAX_TOKENS: positiveInt(LIMITS.maxTokens),
+      QUERY_MAX_COST: positiveInt(LIMITS.maxCost),
+      QUERY_ASSUMED_LIST_SIZE: positiveInt(LIMITS.assumedListSize),
+      SOCKET_MAX_MESSAGE_BYTES: positiveInt(LIMITS.maxSocketMessageBytes),
+      /** Off in production if the schema is not meant to be public; also hides "Did you mean" hints. */
+      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
     }),
 );
 
@@ -59,6 +72,16 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
       perTenant: config.SUBSCRIPTIONS_PER_TENANT,
       queueCapacity: config.SUBSCRIBER_QUEUE_CAPACITY,
     },
+    operationLimits: {
+      maxDepth: config.QUERY_MAX_DEPTH,
+      maxAliases: config.QUERY_MAX_ALIASES,
+      maxDirectives: config.QUERY_MAX_DIRECTIVES,
+      maxTokens: config.QUERY_MAX_TOKENS,
+      maxCost: config.QUERY_MAX_COST,
+      assumedListSize: config.QUERY_ASSUMED_LIST_SIZE,
+      maxSocketMessageBytes: config.SOCKET_MAX_MESSAGE_BYTES,
+    },
+    introspection: config.GATEWAY_INTROSPECTION,
     logger,
   });
   return async () => {

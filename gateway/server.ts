@@ -18,6 +18,8 @@ import { SubgraphFetcher, type GatewayContext } from './subgraphFetcher';
 import { createSubscriptionPlanner } from './subscriptions/federatedEvent';
 import { LocationFeed } from './subscriptions/locationFeed';
 import { LocationSubscriptions, type SubscriptionLimits } from './subscriptions/locationSubscriptions';
+import { OperationGuard } from './operationGuard';
+import { DEFAULT_OPERATION_LIMITS, type OperationLimits } from './operationLimits';
 import { startWebSocketServer } from './webSocket';
 
 export interface GatewayOptions {
@@ -31,6 +33,10 @@ export interface GatewayOptions {
   limits: SubscriptionLimits;
   /** See WebSocketOptions.callerRecheckMs. Default 60 s. */
   callerRecheckMs?: number;
+  /** Depth, aliases, directives, tokens, cost and socket message size; defaults: DEFAULT_OPERATION_LIMITS. */
+  operationLimits?: Partial<OperationLimits>;
+  /** Schema introspection (and "Did you mean" suggestions in errors). Default on. */
+  introspection?: boolean;
   logger: Logger;
 }
 
@@ -50,6 +56,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     fetchers.set(subgraph.name, new SubgraphFetcher(subgraph.url, options.callerSigningSecret));
   }
   const serviceMap: ServiceMap = Object.fromEntries(fetchers);
+  const operationLimits = { ...DEFAULT_OPERATION_LIMITS, ...options.operationLimits };
+  const guard = new OperationGuard({ apiSchema, limits: operationLimits, introspection: options.introspection ?? true });
 
   const gateway = new ApolloGateway({
     supergraphSdl: options.supergraphSdl,
@@ -65,8 +73,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const httpServer = http.createServer(app);
   const server = new ApolloServer<GatewayContext>({
     gateway,
+    ...guard.apolloOptions,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
+      guard.plugin,
       {
         // @apollo/gateway cannot execute a subscription; say where subscriptions are served instead.
         async requestDidStart() {
@@ -113,6 +123,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     httpServer,
     path: '/graphql',
     apiSchema,
+    guard,
+    maxMessageBytes: operationLimits.maxSocketMessageBytes,
     identity: options.identity,
     subscriptions,
     onMembershipChanged: (listener) => feed.onMembershipChanged(listener),

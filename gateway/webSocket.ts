@@ -1,21 +1,13 @@
 import type { Server as HttpServer } from 'node:http';
-import {
-  GraphQLError,
-  getOperationAST,
-  parse,
-  validate,
-  type DocumentNode,
-  type ExecutionArgs,
-  type ExecutionResult,
-  type GraphQLSchema,
-} from 'graphql';
-import { getArgumentValues, getVariableValues } from 'graphql/execution/values';
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { getArgumentValues } from 'graphql/execution/values';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Caller } from '../lib/caller';
 import { BadUserInput, FleetError, Unauthenticated } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import { bearerToken, type CallerDirectory } from './identity';
+import type { OperationGuard } from './operationGuard';
 import type { LocationSubscriptions, LocationUpdatedArgs, SubscriberConnection } from './subscriptions/locationSubscriptions';
 import type { SubscriberQueue } from './subscriptions/subscriberQueue';
 
@@ -48,6 +40,10 @@ export interface WebSocketOptions {
   httpServer: HttpServer;
   path: string;
   apiSchema: GraphQLSchema;
+  /** Parses, validates and bounds every operation exactly as HTTP does. */
+  guard: OperationGuard;
+  /** Larger frames close the socket with 1009 (Message Too Big). */
+  maxMessageBytes: number;
   identity: CallerDirectory;
   subscriptions: LocationSubscriptions;
   /**
@@ -67,13 +63,9 @@ function asErrors(error: unknown): GraphQLError[] {
   return [new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error')];
 }
 
-function inputErrors(errors: readonly GraphQLError[]): GraphQLError[] {
-  return errors.map((e) => new FleetError('BAD_USER_INPUT', e.message, { field: 'query' }));
-}
-
 export function startWebSocketServer(options: WebSocketOptions) {
   const { logger } = options;
-  const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path });
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path, maxPayload: options.maxMessageBytes });
   const subscriptionType = options.apiSchema.getSubscriptionType();
   const locationUpdated = subscriptionType?.getFields().locationUpdated;
   if (!locationUpdated) throw new Error('the supergraph has no Subscription.locationUpdated');
@@ -152,20 +144,9 @@ export function startWebSocketServer(options: WebSocketOptions) {
           else logger.error({ err: error }, 'could not read the caller');
           return asErrors(error);
         }
-        let document: DocumentNode;
-        try {
-          document = parse(payload.query);
-        } catch (error) {
-          return inputErrors([error as GraphQLError]);
-        }
-        const validationErrors = validate(options.apiSchema, document);
-        if (validationErrors.length) return inputErrors(validationErrors);
-        const operationName = payload.operationName ?? undefined;
-        const operation = getOperationAST(document, operationName);
-        if (!operation) return [new BadUserInput('operationName', 'operationName does not name an operation of the document')];
-        const coerced = getVariableValues(options.apiSchema, operation.variableDefinitions ?? [], payload.variables ?? {});
-        if (coerced.errors) return inputErrors(coerced.errors);
-        const variables = coerced.coerced;
+        const checked = options.guard.check(payload);
+        if (Array.isArray(checked)) return checked;
+        const { document, operation, operationName, variables } = checked;
         const args: ExecutionArgs = { schema: options.apiSchema, document, operationName, variableValues: variables };
 
         if (operation.operation !== 'subscription') {
