@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { startBridge, type Bridge } from '../../bridge/bridge';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
-import { startGateway, type RunningGateway } from '../../gateway/server';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../gateway/server';
 import { SUPERGRAPH_CONFIG, composeSupergraph } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
@@ -28,6 +28,8 @@ export interface TestStackOptions {
   bridge?: boolean;
   redisUrl?: string;
   callerRecheckMs?: number;
+  /** Gateway settings; unset: the gateway's defaults (introspection on, DEFAULT_OPERATION_LIMITS). */
+  gateway?: Pick<GatewayOptions, 'operationLimits' | 'introspection'>;
 }
 
 export interface TestStack {
@@ -116,6 +118,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       redisPrefix,
       limits: { perConnection: 100, perTenant: 10_000, queueCapacity: 1_000, ...options.limits },
       callerRecheckMs: options.callerRecheckMs,
+      ...options.gateway,
       logger,
     }),
   );
