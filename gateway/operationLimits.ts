@@ -34,7 +34,7 @@ export const DEFAULT_OPERATION_LIMITS: OperationLimits = {
   maxDirectives: 50,
   // 1000 inline LocationInputs with all 8 fields are ~26,000 tokens.
   maxTokens: 50_000,
-  // The richest real query costs ~18,000; `locations(first: 1000)` under `devices` ~400,000.
+  // The richest real query costs ~22,000; `locations(first: 1000)` under `devices` ~400,000.
   maxCost: 100_000,
   assumedListSize: 100,
   // A subscribe message carrying recordLocations with 1000 full inputs is ~300 KB.
@@ -116,11 +116,13 @@ function listSize(limits: OperationLimits): ComplexityEstimator {
   };
 }
 
+/** graphql-query-complexity's guard against fragment bombs: too many nodes once fragments are expanded. */
+const TOO_MANY_NODES = 'Query exceeds the maximum allowed number of nodes.';
+
 /**
  * graphql-query-complexity walks the operation (fragments, @include/@skip, variables) with the
- * estimator above. Run only on a valid operation with valid variables, so the one error it can
- * still throw is its guard against fragment bombs (too many nodes once fragments are expanded):
- * a cost overrun as well.
+ * estimator above; it runs only on a valid operation with valid variables. Its node guard tripping
+ * is a cost overrun as well.
  */
 export function costError(
   schema: GraphQLSchema,
@@ -133,7 +135,7 @@ export function costError(
   try {
     cost = getComplexity({ schema, query: document, operationName, variables, estimators: [listSize(limits)] });
   } catch (error) {
-    if (error instanceof GraphQLError) return limitExceeded('cost', limits.maxCost, `Query cost limit of ${limits.maxCost} exceeded.`);
+    if (error instanceof GraphQLError && error.message === TOO_MANY_NODES) return limitExceeded('cost', limits.maxCost, `Query cost limit of ${limits.maxCost} exceeded.`);
     throw error;
   }
   if (cost <= limits.maxCost) return undefined;
