@@ -55,6 +55,13 @@ export class OperationGuard {
   private readonly hideSuggestions: boolean;
   private readonly parseOptions: ParseOptions;
   private readonly validationRules: ValidationRule[];
+  /**
+   * Apollo hands every request with the same query text the same cached DocumentNode, so what
+   * depends on the document alone is checked once: its literals, and the cost of an operation
+   * without variables (the dashboards' polling queries).
+   */
+  private readonly literalsChecked = new WeakMap<DocumentNode, GraphQLError | null>();
+  private readonly costChecked = new WeakMap<OperationDefinitionNode, GraphQLError | null>();
 
   constructor(options: OperationGuardOptions) {
     this.apiSchema = options.apiSchema;
@@ -123,11 +130,13 @@ export class OperationGuard {
 
   /** DateTime literals, variables, then the cost (which depends on them: `first: $n`, `inputs: $batch`). */
   private checkRunnable(document: DocumentNode, operation: OperationDefinitionNode, inputs: Record<string, unknown>): { variables: Record<string, unknown> } | { error: GraphQLError } {
-    const badLiteral = literalError(this.schema, document, this.hideSuggestions);
+    const badLiteral = remembered(this.literalsChecked, document, () => literalError(this.schema, document, this.hideSuggestions));
     if (badLiteral) return { error: badLiteral };
     const coerced = coerceVariables(this.schema, document, operation, inputs, this.hideSuggestions);
     if ('error' in coerced) return coerced;
-    const tooCostly = costError(this.schema, document, operation.name?.value, inputs, this.limits);
+    // The cost reads arguments only: the API schema (DateTime left as is) spares parsing dates again.
+    const cost = () => costError(this.apiSchema, document, operation.name?.value, inputs, this.limits);
+    const tooCostly = operation.variableDefinitions?.length ? cost() : remembered(this.costChecked, operation, cost);
     return tooCostly ? { error: tooCostly } : coerced;
   }
 
@@ -138,6 +147,15 @@ export class OperationGuard {
     error.message = refused.message;
     Object.assign(error.extensions, { field: 'query', limit: refused.extensions.limit, max: refused.extensions.max });
   }
+}
+
+function remembered<K extends object>(cache: WeakMap<K, GraphQLError | null>, key: K, check: () => GraphQLError | undefined): GraphQLError | undefined {
+  let result = cache.get(key);
+  if (result === undefined) {
+    result = check() ?? null;
+    cache.set(key, result);
+  }
+  return result ?? undefined;
 }
 
 /** What graphql-ws sends as is: the same masking HTTP applies in formatError. */
