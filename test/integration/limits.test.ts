@@ -132,16 +132,19 @@ test('over HTTP a refused operation is a 400', async () => {
 });
 
 describe('graphql-ws message size', () => {
+  /** A raw graphql-transport-ws connection, acknowledged (authorized) by the gateway. */
   async function openSocket(): Promise<WebSocket> {
     const socket = new WebSocket(stack.wsUrl, 'graphql-transport-ws');
     await once(socket, 'open');
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${member.token}` } }));
+    const [ack] = (await once(socket, 'message')) as [Buffer];
+    expect(JSON.parse(ack.toString())).toEqual({ type: 'connection_ack' });
     return socket;
   }
 
   test('a frame over the limit closes the socket with 1009 (Message Too Big); the gateway serves on', async () => {
     const socket = await openSocket();
     const closed = once(socket, 'close') as Promise<[number, Buffer]>;
-    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${member.token}` } }));
     socket.send(JSON.stringify({ id: randomUUID(), type: 'subscribe', payload: { query: `{ me { id } } # ${'x'.repeat(LIMITS.maxSocketMessageBytes)}` } }));
     const [code] = await closed;
     expect(code).toBe(1009);
