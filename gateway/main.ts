@@ -38,8 +38,9 @@ const config = loadConfig(
       QUERY_MAX_COST: positiveInt(LIMITS.maxCost),
       QUERY_ASSUMED_LIST_SIZE: positiveInt(LIMITS.assumedListSize),
       SOCKET_MAX_MESSAGE_BYTES: positiveInt(LIMITS.maxSocketMessageBytes),
-      /** Off in production if the schema is not meant to be public; also hides "Did you mean" hints. */
-      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
+      /** Off also hides "Did you mean" hints. Unset: Apollo's default, on unless NODE_ENV=production. */
+      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).optional(),
+      NODE_ENV: z.string().optional(),
     }),
 );
 
@@ -81,7 +82,7 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
       assumedListSize: config.QUERY_ASSUMED_LIST_SIZE,
       maxSocketMessageBytes: config.SOCKET_MAX_MESSAGE_BYTES,
     },
-    introspection: config.GATEWAY_INTROSPECTION,
+    introspection: config.GATEWAY_INTROSPECTION ? config.GATEWAY_INTROSPECTION === 'true' : config.NODE_ENV !== 'production',
     logger,
   });
   return async () => {
