@@ -38,9 +38,8 @@ const config = loadConfig(
       QUERY_MAX_COST: positiveInt(LIMITS.maxCost),
       QUERY_ASSUMED_LIST_SIZE: positiveInt(LIMITS.assumedListSize),
       SOCKET_MAX_MESSAGE_BYTES: positiveInt(LIMITS.maxSocketMessageBytes),
-      /** Off also hides "Did you mean" hints. Unset: Apollo's default, on unless NODE_ENV=production. */
-      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).optional(),
-      NODE_ENV: z.string().optional(),
+      /** Off where the schema is not public; also hides "Did you mean" hints. Replaces Apollo's NODE_ENV-based default. */
+      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
     }),
 );
 
@@ -82,7 +81,7 @@ runService('gateway', config.LOG_LEVEL, async (logger) => {
       assumedListSize: config.QUERY_ASSUMED_LIST_SIZE,
       maxSocketMessageBytes: config.SOCKET_MAX_MESSAGE_BYTES,
     },
-    introspection: config.GATEWAY_INTROSPECTION ? config.GATEWAY_INTROSPECTION === 'true' : config.NODE_ENV !== 'production',
+    introspection: config.GATEWAY_INTROSPECTION,
     logger,
   });
   return async () => {
