@@ -43,7 +43,7 @@ export class Forbidden extends FleetError {
   }
 }
 
-/** What a BAD_USER_INPUT error tells the client besides `field` (README, "Errors"). */
+/** What a BAD_USER_INPUT error tells the client besides `field` (README, "Operation limits and input errors"). */
 export interface InputErrorDetails {
   /** Which item of a list argument (e.g. `recordLocations(inputs:)`). */
   index?: number;
