@@ -5,8 +5,11 @@ import { DEFAULT_TILE_URL } from '../clients/dashboard/serve';
 import { createDatabase } from '../lib/database';
 import { runService } from '../lib/service';
 import { CallerDirectory, TokenVerifier } from './identity';
+import { DEFAULT_OPERATION_LIMITS as LIMITS } from './operationLimits';
 import { startGateway } from './server';
 import { SUPERGRAPH_CONFIG, composedSupergraph, fileSupergraph } from './supergraph';
+
+const positiveInt = (fallback: number) => z.coerce.number().int().min(1).default(fallback);
 
 const config = loadConfig(
   commonEnv
@@ -46,6 +49,16 @@ const config = loadConfig(
       RESUME_MAX_LOCATIONS: z.coerce.number().int().min(1).max(10_000).default(1_000),
       /** The dashboard map's tile URL template (Leaflet's `{s}`, `{z}`, `{x}`, `{y}`). */
       DASHBOARD_TILE_URL: z.string().regex(/^https?:\/\/\S+$/, 'DASHBOARD_TILE_URL must be an http(s) URL template').default(DEFAULT_TILE_URL),
+      /** Operation limits (README, "Operation limits"), the same on HTTP and graphql-ws. */
+      QUERY_MAX_DEPTH: positiveInt(LIMITS.maxDepth),
+      QUERY_MAX_ALIASES: positiveInt(LIMITS.maxAliases),
+      QUERY_MAX_DIRECTIVES: positiveInt(LIMITS.maxDirectives),
+      QUERY_MAX_TOKENS: positiveInt(LIMITS.maxTokens),
+      QUERY_MAX_COST: positiveInt(LIMITS.maxCost),
+      QUERY_ASSUMED_LIST_SIZE: positiveInt(LIMITS.assumedListSize),
+      SOCKET_MAX_MESSAGE_BYTES: positiveInt(LIMITS.maxSocketMessageBytes),
+      /** Schema introspection; off also hides "Did you mean" hints. Unset: on in development, off in production. */
+      GATEWAY_INTROSPECTION: z.enum(['true', 'false']).transform((value) => value === 'true').optional(),
     }),
 );
 
@@ -92,6 +105,16 @@ runService('gateway', config, async (logger) => {
       perTenant: config.SUBSCRIPTIONS_PER_TENANT,
       queueCapacity: config.SUBSCRIBER_QUEUE_CAPACITY,
     },
+    operationLimits: {
+      maxDepth: config.QUERY_MAX_DEPTH,
+      maxAliases: config.QUERY_MAX_ALIASES,
+      maxDirectives: config.QUERY_MAX_DIRECTIVES,
+      maxTokens: config.QUERY_MAX_TOKENS,
+      maxCost: config.QUERY_MAX_COST,
+      assumedListSize: config.QUERY_ASSUMED_LIST_SIZE,
+      maxSocketMessageBytes: config.SOCKET_MAX_MESSAGE_BYTES,
+    },
+    introspection: config.GATEWAY_INTROSPECTION ?? isDevelopment(config.NODE_ENV),
     logger,
   });
   // SIGHUP: read the supergraph again now (operators, deploy scripts).

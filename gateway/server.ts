@@ -29,6 +29,8 @@ import {
   type LiveWorkLimits,
   type SubscriptionLimits,
 } from './subscriptions/locationSubscriptions';
+import { OperationGuard } from './operationGuard';
+import { DEFAULT_OPERATION_LIMITS, type OperationLimits } from './operationLimits';
 import { startWebSocketServer } from './webSocket';
 
 export interface GatewayOptions {
@@ -53,10 +55,14 @@ export interface GatewayOptions {
   subgraphTimeoutMs?: number;
   /** See WebSocketOptions.callerRecheckMs. Default 60 s. */
   callerRecheckMs?: number;
-  /** Introspection and Apollo Sandbox on GET /graphql: development only (main.ts). Default true. */
+  /** Apollo Sandbox on GET /graphql: development only (main.ts). Default true. */
   sandbox?: boolean;
   /** The dashboard at /dashboard and its map tiles; false: not served. Default: OpenStreetMap's tiles. */
   dashboard?: { tileUrl: string } | false;
+  /** Depth, aliases, directives, tokens, cost and socket message size; defaults: DEFAULT_OPERATION_LIMITS. */
+  operationLimits?: Partial<OperationLimits>;
+  /** Schema introspection (and "Did you mean" suggestions in errors). Default: as `sandbox`. */
+  introspection?: boolean;
   logger: Logger;
 }
 
@@ -81,6 +87,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const runtimeOptions = { callerSigningSecret: options.callerSigningSecret, subgraphTimeoutMs, logger: logger.child({ component: 'subscription-plan' }) };
   let runtime: SupergraphRuntime = buildSupergraphRuntime(options.supergraph.load(), runtimeOptions);
   let updateGateway: ((sdl: string) => void) | undefined;
+  const operationLimits = { ...DEFAULT_OPERATION_LIMITS, ...options.operationLimits };
+  const guard = new OperationGuard({ apiSchema: runtime.apiSchema, limits: operationLimits, introspection: options.introspection ?? options.sandbox ?? true });
 
   const gateway = new ApolloGateway({
     // A function, so the gateway can be handed a new supergraph without a restart (see reload).
@@ -99,9 +107,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const httpServer = http.createServer(app);
   const server = new ApolloServer<GatewayContext>({
     gateway,
-    introspection: options.sandbox ?? true,
+    ...guard.apolloOptions,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
+      guard.plugin,
       options.sandbox ?? true ? ApolloServerPluginLandingPageLocalDefault({ embed: true }) : ApolloServerPluginLandingPageDisabled(),
       {
         // @apollo/gateway cannot execute a subscription; say where subscriptions are served instead.
@@ -163,6 +172,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     httpServer,
     path: '/graphql',
     apiSchema: () => runtime.apiSchema,
+    guard,
+    maxMessageBytes: operationLimits.maxSocketMessageBytes,
     identity: options.identity,
     queueCapacity: options.limits.queueCapacity,
     subscriptions,

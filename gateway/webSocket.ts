@@ -1,21 +1,13 @@
 import type { Server as HttpServer } from 'node:http';
-import {
-  GraphQLError,
-  getOperationAST,
-  parse,
-  validate,
-  type DocumentNode,
-  type ExecutionArgs,
-  type ExecutionResult,
-  type GraphQLSchema,
-} from 'graphql';
-import { getArgumentValues, getVariableValues } from 'graphql/execution/values';
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { getArgumentValues } from 'graphql/execution/values';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Caller } from '../lib/caller';
 import { BadUserInput, FleetError, Unauthenticated } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import { IdentityUnavailable, bearerToken, type CallerDirectory } from './identity';
+import type { OperationGuard } from './operationGuard';
 import type { LocationSubscriptions, LocationUpdatedArgs, SubscriberConnection } from './subscriptions/locationSubscriptions';
 import type { SubscriberStream } from './subscriptions/subscriberStream';
 
@@ -55,6 +47,10 @@ export interface WebSocketOptions {
   path: string;
   /** The current API schema (it changes when the supergraph is reloaded). */
   apiSchema(): GraphQLSchema;
+  /** Parses, validates and bounds every operation exactly as HTTP does. */
+  guard: OperationGuard;
+  /** Larger frames close the socket with 1009 (Message Too Big). */
+  maxMessageBytes: number;
   identity: CallerDirectory;
   subscriptions: LocationSubscriptions;
   /**
@@ -76,10 +72,6 @@ function asErrors(error: unknown): GraphQLError[] {
   return [new FleetError('INTERNAL_SERVER_ERROR', 'Internal server error')];
 }
 
-function inputErrors(errors: readonly GraphQLError[]): GraphQLError[] {
-  return errors.map((e) => new FleetError('BAD_USER_INPUT', e.message, { field: 'query' }));
-}
-
 /** The same role and tenant: what the connection was authorized for still holds. */
 function sameStanding(a: Caller, b: Caller): boolean {
   return a.userId === b.userId && a.role === b.role && a.tenantId === b.tenantId;
@@ -94,7 +86,7 @@ function dropAsSlow(socket: WebSocket): void {
 
 export function startWebSocketServer(options: WebSocketOptions) {
   const { logger } = options;
-  const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path });
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: options.path, maxPayload: options.maxMessageBytes });
 
   const socketsByUser = new Map<string, Set<WebSocket>>();
   const stopWatchingMemberships = options.onMembershipChanged((userId) => {
@@ -255,20 +247,9 @@ export function startWebSocketServer(options: WebSocketOptions) {
         // socket opened, decide; a caller who no longer matches the socket loses the socket.
         if (!(await stillAuthorized(ctx.extra.socket, state))) return [new Unauthenticated('The connection is closing')];
         const schema = options.apiSchema();
-        let document: DocumentNode;
-        try {
-          document = parse(payload.query);
-        } catch (error) {
-          return inputErrors([error as GraphQLError]);
-        }
-        const validationErrors = validate(schema, document);
-        if (validationErrors.length) return inputErrors(validationErrors);
-        const operationName = payload.operationName ?? undefined;
-        const operation = getOperationAST(document, operationName);
-        if (!operation) return [new BadUserInput('operationName', 'operationName does not name an operation of the document')];
-        const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
-        if (coerced.errors) return inputErrors(coerced.errors);
-        const variables = coerced.coerced;
+        const checked = options.guard.check(payload);
+        if (Array.isArray(checked)) return checked;
+        const { document, operation, operationName, variables } = checked;
         const args: ExecutionArgs = { schema, document, operationName, variableValues: variables };
 
         if (operation.operation !== 'subscription') {

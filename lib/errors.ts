@@ -14,7 +14,7 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-const HTTP_STATUS: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401 };
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, BAD_USER_INPUT: 400 };
 
 export class FleetError extends GraphQLError {
   constructor(
@@ -43,14 +43,32 @@ export class Forbidden extends FleetError {
   }
 }
 
+/** What a BAD_USER_INPUT error tells the client besides `field` (README, "Operation limits and input errors"). */
+export interface InputErrorDetails {
+  /** Which item of a list argument (e.g. `recordLocations(inputs:)`). */
+  index?: number;
+  /** The operation limit that was exceeded (`depth`, `aliases`, `directives`, `tokens`, `cost`). */
+  limit?: string;
+  /** That limit's configured maximum. */
+  max?: number;
+}
+
 export class BadUserInput extends FleetError {
-  /** `field` names the offending input field; `index` says which item of a list argument. */
+  /**
+   * `field` names the offending input field. `rejectsRequest`: raised by the gateway before the
+   * operation runs (limits, malformed values), so the whole HTTP response is a 400.
+   */
   constructor(
     readonly field: string,
     message: string,
-    where: { index?: number } = {},
+    details: InputErrorDetails = {},
+    options: { rejectsRequest?: boolean } = {},
   ) {
-    super('BAD_USER_INPUT', message, { field, ...where });
+    super('BAD_USER_INPUT', message, {
+      field,
+      ...details,
+      ...(options.rejectsRequest ? { http: { status: HTTP_STATUS.BAD_USER_INPUT } } : {}),
+    });
   }
 }
 
@@ -73,15 +91,16 @@ const KNOWN_CODES = new Set<string>(ERROR_CODES);
 
 /**
  * Errors graphql-js and Apollo raise before any resolver runs (parse, validation, variable
- * coercion) are malformed input from the client's point of view.
+ * coercion) are malformed input from the client's point of view. The value is the `field` they
+ * point at when nothing more precise is known (the gateway locates validation errors itself).
  */
-const INPUT_CODES = new Set([
-  'GRAPHQL_PARSE_FAILED',
-  'GRAPHQL_VALIDATION_FAILED',
-  'BAD_REQUEST',
-  'OPERATION_RESOLUTION_FAILURE',
-  'PERSISTED_QUERY_NOT_SUPPORTED',
-  'PERSISTED_QUERY_NOT_FOUND',
+const INPUT_CODES = new Map([
+  ['GRAPHQL_PARSE_FAILED', 'query'],
+  ['GRAPHQL_VALIDATION_FAILED', 'query'],
+  ['BAD_REQUEST', 'query'],
+  ['OPERATION_RESOLUTION_FAILURE', 'operationName'],
+  ['PERSISTED_QUERY_NOT_SUPPORTED', 'query'],
+  ['PERSISTED_QUERY_NOT_FOUND', 'query'],
 ]);
 
 /**
@@ -100,8 +119,10 @@ export function formatFleetError(formatted: GraphQLFormattedError, onInternal?: 
   if (code && KNOWN_CODES.has(code) && code !== 'INTERNAL_SERVER_ERROR') {
     return { ...formatted, extensions };
   }
-  if (code && INPUT_CODES.has(code)) {
-    return { ...formatted, extensions: { ...extensions, code: 'BAD_USER_INPUT' } };
+  const inputField = code ? INPUT_CODES.get(code) : undefined;
+  if (inputField) {
+    delete extensions.validationErrorCode; // Apollo's name for the rule that failed
+    return { ...formatted, extensions: { field: inputField, ...extensions, code: 'BAD_USER_INPUT' } };
   }
   onInternal?.(formatted);
   // A retry hint is the one detail worth keeping: it tells the client this is passing.

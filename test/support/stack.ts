@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { startBridge, type Bridge } from '../../bridge/bridge';
 import { CallerDirectory, TokenVerifier } from '../../gateway/identity';
-import { startGateway, type RunningGateway } from '../../gateway/server';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../gateway/server';
 import { SUPERGRAPH_CONFIG, composeSupergraph, type SupergraphSource } from '../../gateway/supergraph';
 import { createDatabase, type Database } from '../../lib/database';
 import { createLogger } from '../../lib/logger';
@@ -41,6 +41,8 @@ export interface TestStackOptions {
   supergraphPollMs?: number;
   /** Rewrites a subgraph's URL in the supergraph, e.g. to put a fault-injecting proxy in front. */
   route?: (subgraph: SubgraphName, url: string) => string | Promise<string>;
+  /** Gateway settings; unset: the gateway's defaults (introspection on, DEFAULT_OPERATION_LIMITS). */
+  gateway?: Pick<GatewayOptions, 'operationLimits' | 'introspection'>;
 }
 
 export type SubgraphName = 'auth' | 'tenant' | 'location';
@@ -155,6 +157,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       callerRecheckMs: options.callerRecheckMs,
       live: options.live,
       subgraphTimeoutMs: options.subgraphTimeoutMs,
+      ...options.gateway,
       logger,
     }),
   );

@@ -9,8 +9,14 @@ describe('formatFleetError', () => {
     expect(formatted).toEqual({ message: 'latitude must be between -90 and 90', extensions: { code: 'BAD_USER_INPUT', field: 'latitude' } });
   });
 
-  test.each(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST'])('maps %s to BAD_USER_INPUT', (code) => {
-    expect(formatFleetError({ message: 'Syntax Error', extensions: { code } }).extensions?.code).toBe('BAD_USER_INPUT');
+  test.each(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST'])('maps %s to BAD_USER_INPUT about the query', (code) => {
+    expect(formatFleetError({ message: 'Syntax Error', extensions: { code } }).extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'query' });
+  });
+
+  test('a pre-execution error keeps the field the gateway located, and loses Apollo internals', () => {
+    const located = formatFleetError({ message: 'bad', extensions: { code: 'GRAPHQL_VALIDATION_FAILED', field: 'recordedAt', index: 3, http: { status: 400 }, validationErrorCode: 'X' } });
+    expect(located.extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'recordedAt', index: 3 });
+    expect(formatFleetError({ message: 'Unknown operation named "x".', extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } }).extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'operationName' });
   });
 
   test('masks everything else as INTERNAL_SERVER_ERROR and reports it', () => {
