@@ -48,9 +48,14 @@ export interface CheckedOperation {
  */
 export class OperationGuard {
   /** What Apollo validates against: the API schema, its DateTime opaque. */
-  private readonly apiSchema: GraphQLSchema;
+  private apiSchema: GraphQLSchema;
   /** The API schema with custom scalars parsed as the subgraphs parse them. */
-  private readonly schema: GraphQLSchema;
+  private schema: GraphQLSchema;
+  /**
+   * graphql-ws operations by text, parsed and validated once: after a gateway restart every
+   * dashboard sends the same few subscriptions at once (Apollo keeps such a cache for HTTP).
+   */
+  private prepared = new Map<string, { document: DocumentNode } | { errors: GraphQLError[] }>();
   private readonly limits: OperationLimits;
   private readonly hideSuggestions: boolean;
   private readonly parseOptions: ParseOptions;
@@ -109,23 +114,42 @@ export class OperationGuard {
     };
   }
 
+  /** The supergraph was reloaded: validate against its API from now on. */
+  useSchema(apiSchema: GraphQLSchema): void {
+    this.apiSchema = apiSchema;
+    this.schema = withScalars(apiSchema);
+    this.prepared = new Map();
+  }
+
   /** graphql-ws: one subscribe message, checked as HTTP checks a request; errors are ready to send. */
   check(payload: SubscribePayload): CheckedOperation | GraphQLError[] {
-    let document: DocumentNode;
-    try {
-      document = parse(payload.query, this.parseOptions);
-    } catch (error) {
-      const refused = exceedsTokenLimit(payload.query, this.limits) ? tokenLimitError(this.limits) : new BadUserInput('query', (error as Error).message, {}, { rejectsRequest: true });
-      return forClient([refused]);
+    let prepared = this.prepared.get(payload.query);
+    if (!prepared) {
+      prepared = this.prepare(payload.query);
+      if (this.prepared.size >= PREPARED_CACHE_SIZE) this.prepared.delete(this.prepared.keys().next().value as string);
+      this.prepared.set(payload.query, prepared);
     }
-    const invalid = validate(this.apiSchema, document, [...specifiedRules, ...this.validationRules], { hideSuggestions: this.hideSuggestions });
-    if (invalid.length) return forClient(invalid.map((error) => inputError(document, error)));
+    if ('errors' in prepared) return prepared.errors;
+    const { document } = prepared;
     const operationName = payload.operationName ?? undefined;
     const operation = getOperationAST(document, operationName);
     if (!operation) return forClient([new BadUserInput('operationName', 'operationName does not name an operation of the document', {}, { rejectsRequest: true })]);
     const checked = this.checkRunnable(document, operation, payload.variables ?? {});
     if ('error' in checked) return forClient([checked.error]);
     return { document, operation, operationName, variables: checked.variables };
+  }
+
+  private prepare(query: string): { document: DocumentNode } | { errors: GraphQLError[] } {
+    let document: DocumentNode;
+    try {
+      document = parse(query, this.parseOptions);
+    } catch (error) {
+      const refused = exceedsTokenLimit(query, this.limits) ? tokenLimitError(this.limits) : new BadUserInput('query', (error as Error).message, {}, { rejectsRequest: true });
+      return { errors: forClient([refused]) };
+    }
+    const invalid = validate(this.apiSchema, document, [...specifiedRules, ...this.validationRules], { hideSuggestions: this.hideSuggestions });
+    if (invalid.length) return { errors: forClient(invalid.map((error) => inputError(document, error))) };
+    return { document };
   }
 
   /** DateTime literals, variables, then the cost (which depends on them: `first: $n`, `inputs: $batch`). */
@@ -148,6 +172,9 @@ export class OperationGuard {
     Object.assign(error.extensions, { field: 'query', limit: refused.extensions.limit, max: refused.extensions.max });
   }
 }
+
+/** Distinct operation texts kept parsed and validated for graphql-ws. */
+const PREPARED_CACHE_SIZE = 1_000;
 
 function remembered<K extends object>(cache: WeakMap<K, GraphQLError | null>, key: K, check: () => GraphQLError | undefined): GraphQLError | undefined {
   let result = cache.get(key);

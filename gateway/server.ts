@@ -261,6 +261,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         return false;
       }
       runtime = next;
+      guard.useSchema(next.apiSchema);
       history.moveTo(next.locationUrl);
       subscriptions.replan(next.planner, next.apiSchema);
       logger.info({ groups: subscriptions.groupCount }, 'supergraph reloaded');

@@ -179,6 +179,9 @@ export function startWebSocketServer(options: WebSocketOptions) {
           }
           return false;
         }
+        // The client may have gone while its caller was read: then nothing must be started for it
+        // (an expiry timer would keep the socket's state until the token expires).
+        if (socket.readyState !== socket.OPEN) return false;
         const { caller, expiresAt } = established;
         // Frames a batch hands a socket in one go are corked and leave in one write, not one each.
         const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;

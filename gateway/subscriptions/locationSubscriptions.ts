@@ -96,6 +96,7 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
   /** Groups still being set up (authorized, planned, positioned, following Redis); joiners wait. */
   private readonly starting = new Map<string, Promise<SubscriptionGroup>>();
   private readonly plans = new Map<string, EventPlan>();
+  private plansByDocument = new WeakMap<DocumentNode, Map<string, EventPlan>>();
   /** How to stop each group's Redis subscription. */
   private readonly feedStop = new WeakMap<SubscriptionGroup, () => void>();
   readonly stats: SubscriptionStats = { eventsResolved: 0, batchesResolved: 0, slowSubscribersDropped: 0, groupsShed: 0 };
@@ -245,6 +246,10 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
   }
 
   private planFor(document: DocumentNode, operationName: string | undefined): EventPlan {
+    // The operation guard hands out one DocumentNode per operation text: most lookups stop here.
+    const byName = this.plansByDocument.get(document);
+    const known = byName?.get(operationName ?? '');
+    if (known) return known;
     const key = digest(print(document), operationName ?? '');
     let plan = this.plans.get(key);
     if (!plan) {
@@ -252,6 +257,8 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
       if (this.plans.size >= PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value as string);
       this.plans.set(key, plan);
     }
+    if (byName) byName.set(operationName ?? '', plan);
+    else this.plansByDocument.set(document, new Map([[operationName ?? '', plan]]));
     return plan;
   }
 
@@ -317,6 +324,7 @@ export class LocationSubscriptions extends EventEmitter<{ changed: []; idle: [] 
   replan(planner: EventPlanner, apiSchema: GraphQLSchema): void {
     this.planner = planner;
     this.plans.clear();
+    this.plansByDocument = new WeakMap();
     for (const group of [...this.groups.values()]) {
       const { document, operationName } = group.operation;
       const invalid = validate(apiSchema, document);
