@@ -104,9 +104,19 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   const admin = { email: `admin-${run}@fleet.bench`, password: `admin-${randomBytes(6).toString('hex')}` };
   const callerSigningSecret = randomBytes(32).toString('base64url');
   // Everything the processes read, stated here: nothing from a .env or the caller's shell leaks in.
+  // Production mode, as deployments run it (NODE_ENV also switches graphql-js and Apollo out of
+  // their development checks): so every secret is fresh and none is an example value, fleet_app's
+  // password included (migrate sets it; the test suites set their own back), and the Cognito
+  // emulator is allowed explicitly.
+  const appUrl = new URL(owner.toString());
+  appUrl.username = 'fleet_app';
+  appUrl.password = `bench-${randomBytes(12).toString('hex')}`;
   const settings: Record<string, string> = {
+    NODE_ENV: 'production',
+    ALLOW_COGNITO_EMULATOR: 'true',
     LOG_LEVEL: 'warn',
     DATABASE_URL: owner.toString(),
+    APP_DATABASE_URL: appUrl.toString(),
     REDIS_URL: options.redisUrl,
     REDIS_PREFIX: `bench:${run}:`,
     KAFKA_BROKERS: '',
