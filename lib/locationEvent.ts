@@ -82,3 +82,20 @@ export function parseLocationMessage(
   }
   return { ok: true, event: parsed.data };
 }
+
+/**
+ * Positions in a device's sequence, as the gateway and the location subgraph exchange them (the
+ * internal `_devicePositions` and `_locationsBetween` fields, and a subscription's `after`).
+ */
+export interface DeviceSequence {
+  deviceId: string;
+  /** The last sequence seen (or accepted); 0 before the first location. */
+  sequence: number;
+}
+
+/** A range of one device's sequence, both ends excluded (`before` null: up to the newest). */
+export interface SequenceRange {
+  deviceId: string;
+  after: number;
+  before?: number | null;
+}

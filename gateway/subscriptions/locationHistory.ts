@@ -1,7 +1,7 @@
 import { CALLER_HEADER, type Caller } from '../../lib/caller';
 import { signedCaller } from '../subgraphFetcher';
 import { postToSubgraph } from '../subgraphHttp';
-import type { LocationEvent } from '../../lib/locationEvent';
+import type { DeviceSequence, LocationEvent, SequenceRange } from '../../lib/locationEvent';
 
 /**
  * What the gateway reads of the location history for live delivery, straight from the location
@@ -9,17 +9,6 @@ import type { LocationEvent } from '../../lib/locationEvent';
  * locations after a given sequence. Groups fill gaps with it (a sequence jump, a Redis reconnect)
  * so a subscriber never silently misses a location.
  */
-export interface DeviceSequence {
-  deviceId: string;
-  sequence: number;
-}
-
-/** A range of one device's sequence, both ends excluded (`before` null: up to the newest). */
-export interface SequenceRange {
-  deviceId: string;
-  after: number;
-  before?: number | null;
-}
 
 export class HistoryUnavailable extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -5,7 +5,8 @@ import type { LocationEvent } from '../../lib/locationEvent';
 import type { Logger } from '../../lib/logger';
 import type { EventOutcome, EventPlan } from './eventPlan';
 import { deviceNotFound, type CachedDevice } from './localResolution';
-import type { DeviceSequence, LocationHistory, SequenceRange } from './locationHistory';
+import type { DeviceSequence, SequenceRange } from '../../lib/locationEvent';
+import type { LocationHistory } from './locationHistory';
 import type { ResolutionScheduler, ScheduledWork } from './resolutionScheduler';
 import type { SubscriberStream } from './subscriberStream';
 

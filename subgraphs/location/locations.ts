@@ -1,3 +1,4 @@
+import type { DeviceSequence, SequenceRange } from '../../lib/locationEvent';
 import { statement, type Sql } from '../../lib/database';
 import { BadUserInput } from '../../lib/errors';
 import type { LocationRecord } from '../../lib/locationStore';
@@ -23,18 +24,6 @@ export async function lastLocations(sql: Sql, deviceIds: readonly string[]): Pro
   return new Map(rows.map((row) => [row.deviceId, row]));
 }
 
-/** A device's last seen (or accepted) per-device sequence. */
-export interface DeviceSequence {
-  deviceId: string;
-  sequence: number;
-}
-
-/** A range of one device's sequence, both ends excluded (`before` null: up to the newest). */
-export interface SequenceRange {
-  deviceId: string;
-  after: number;
-  before?: number | null;
-}
 
 const LOCATIONS_BETWEEN = statement<LocationRecord>`
   SELECT l.id, l.tenant_id AS "tenantId", l.device_id AS "deviceId", l.seq, l.latitude, l.longitude, l.accuracy,

@@ -9,7 +9,8 @@ import { requireCaller, requireTenantMember, scopeFor } from '../../lib/scope';
 import type { DeviceRateLimit } from './deviceRateLimit';
 import { createDevice, listDevices, listDevicesById, type DeviceRecord } from './devices';
 import { announceOutbox, storeLocations, type LocationRecord } from '../../lib/locationStore';
-import { devicePositions, lastLocations, locationPage, locationsBetween, type LocationPageArgs, type SequenceRange } from './locations';
+import type { SequenceRange } from '../../lib/locationEvent';
+import { devicePositions, lastLocations, locationPage, locationsBetween, type LocationPageArgs } from './locations';
 import type { OutboxRelay } from './outboxRelay';
 import { acceptBatch, acceptInput, type LocationInput, type RecordingWindow } from './validation';
 

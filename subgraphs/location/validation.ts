@@ -1,5 +1,6 @@
 import { HEADING, LATITUDE, LONGITUDE } from '../../lib/locationEvent';
 import { BadUserInput } from '../../lib/errors';
+import type { NewLocation } from '../../lib/locationStore';
 
 /** `LocationInput` as the API receives it (DateTime already parsed by the scalar). */
 export interface LocationInput {
@@ -13,16 +14,8 @@ export interface LocationInput {
   recordedAt?: Date | null;
 }
 
-export interface AcceptedInput {
-  deviceId: string;
-  latitude: number;
-  longitude: number;
-  accuracy: number | null;
-  speed: number | null;
-  heading: number | null;
-  altitude: number | null;
-  recordedAt: Date;
-}
+/** An input that passed every check: what `storeLocations` takes (its id is given there). */
+export type AcceptedInput = Omit<NewLocation, 'id'>;
 
 export interface RecordingWindow {
   /** How far ahead of the server clock `recordedAt` may be (device clocks drift). */
