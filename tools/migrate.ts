@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, type ClientConfig } from 'pg';
-import { z } from 'zod';
 import { commonEnv, loadConfig, url } from '../lib/config';
 import { createLogger } from '../lib/logger';
 

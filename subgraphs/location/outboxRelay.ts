@@ -150,7 +150,7 @@ export class OutboxRelay extends EventEmitter {
 
   private async tryLead(): Promise<void> {
     const session = this.session ?? (await this.openSession());
-    const result = await this.onSession(session, () => session.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]));
+    const result = await this.onSession(() => session.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]));
     if (result.rows[0]?.locked !== true || this.session !== session) return;
     this.leader = true;
     this.options.logger.info('outbox relay is the publisher');
@@ -185,7 +185,7 @@ export class OutboxRelay extends EventEmitter {
   }
 
   /** One round trip (or a few) on the session; any failure means the session cannot be trusted. */
-  private async onSession<T>(session: pg.Client, work: () => Promise<T>): Promise<T> {
+  private async onSession<T>(work: () => Promise<T>): Promise<T> {
     try {
       return await work();
     } catch (error) {
@@ -195,7 +195,7 @@ export class OutboxRelay extends EventEmitter {
 
   /** `work` in a 'system'-scoped transaction on the lock session, after proving the lock is still held there. */
   private whileLeading<T>(session: pg.Client, work: () => Promise<T>): Promise<T> {
-    return this.onSession(session, () =>
+    return this.onSession(() =>
       inSessionScope(session, { kind: 'system' }, async () => {
         const proof = await session.query<{ held: boolean }>({ name: 'fleet_outbox_lock_held', text: HOLDS_LOCK, values: [RELAY_LOCK_KEY] });
         if (proof.rows[0]?.held !== true) throw new LockSessionLost('the advisory lock is no longer held on it');
