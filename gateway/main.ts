@@ -123,4 +123,4 @@ runService('gateway', config, async (logger) => {
     await gateway.stop();
     await db.close();
   };
-});
+}, { stopSignals: ['SIGINT', 'SIGTERM'] }); // SIGHUP reloads the supergraph instead

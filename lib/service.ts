@@ -17,10 +17,15 @@ export interface ServiceLife {
   fail(error: Error): void;
 }
 
-export function runService(name: string, config: ServiceConfig, start: (logger: Logger, life: ServiceLife) => Promise<() => Promise<void>>): void {
+export function runService(
+  name: string,
+  config: ServiceConfig,
+  start: (logger: Logger, life: ServiceLife) => Promise<() => Promise<void>>,
+  options: { stopSignals?: readonly NodeJS.Signals[] } = {},
+): void {
   const logger = createLogger(name, config.LOG_LEVEL);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-  const shutdown = armShutdown(logger, { timeoutMs: config.SHUTDOWN_TIMEOUT_MS, stopWhenStdinCloses: config.STOP_WHEN_STDIN_CLOSES });
+  const shutdown = armShutdown(logger, { timeoutMs: config.SHUTDOWN_TIMEOUT_MS, stopWhenStdinCloses: config.STOP_WHEN_STDIN_CLOSES, signals: options.stopSignals });
   const life: ServiceLife = {
     fail: (error) => {
       logger.fatal({ err: error }, `${name} cannot continue`);

@@ -11,6 +11,8 @@ import type { Logger } from './logger';
  */
 export interface ShutdownOptions {
   timeoutMs: number;
+  /** The signals that stop the process. Default SIGINT, SIGTERM, SIGHUP (a process that gives SIGHUP a meaning of its own leaves it out). */
+  signals?: readonly NodeJS.Signals[];
   /** Also stop when stdin ends: the parent holding its write end is gone (see lifecycleEnv). */
   stopWhenStdinCloses?: boolean;
 }
@@ -22,7 +24,7 @@ export interface Shutdown {
   begin(reason: string, exitCode?: number): void;
 }
 
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 export function armShutdown(logger: Logger, options: ShutdownOptions): Shutdown {
   let stop: (() => Promise<void>) | undefined;
@@ -52,7 +54,7 @@ export function armShutdown(logger: Logger, options: ShutdownOptions): Shutdown 
     );
   };
 
-  for (const signal of SIGNALS) {
+  for (const signal of options.signals ?? SIGNALS) {
     process.on(signal, () => {
       if (!stopping) return begin(signal);
       logger.warn({ signal }, 'second signal while stopping; exiting now');
