@@ -91,6 +91,11 @@ export class SubscriptionGroup implements ScheduledWork {
   private readonly batched = new Map<string, number>();
   private readonly pending: Pending[] = [];
   private pendingEvents = 0;
+  /**
+   * Events' worth of items taken from the queue and being read from the history into a batch: still
+   * waiting as far as the pending bound (and a draining gateway) is concerned.
+   */
+  private expanding = 0;
   private nextNo = 0;
   /** The batch being resolved (kept across retries, so a retry resolves exactly the same events). */
   private batch: BatchEntry[] | null = null;
@@ -124,7 +129,7 @@ export class SubscriptionGroup implements ScheduledWork {
 
   /** Events waiting in this group (queued, or in the batch being resolved). */
   get backlog(): number {
-    return this.pendingEvents + (this.batch?.length ?? 0);
+    return this.pendingEvents + this.expanding + (this.batch?.length ?? 0);
   }
 
   /** Where each device stood when the group started: later sequences are news, earlier ones replays. */
@@ -192,6 +197,7 @@ export class SubscriptionGroup implements ScheduledWork {
     this.options.onPendingChanged(-this.backlog);
     this.pending.length = 0;
     this.pendingEvents = 0;
+    this.expanding = 0;
     this.batch = null;
   }
 
@@ -238,8 +244,11 @@ export class SubscriptionGroup implements ScheduledWork {
         entries = await this.expand(items, false);
       }
       if (this.ended) return;
+      // The items became the batch: the count moves over in one step, never through 0 (a draining
+      // gateway waits for 0).
+      this.options.onPendingChanged(entries.length - this.expanding);
+      this.expanding = 0;
       this.batch = entries;
-      this.options.onPendingChanged(entries.length);
     }
     const batch = this.batch;
     const events = batch.flatMap((entry) => ('event' in entry ? [entry.event] : []));
@@ -288,8 +297,7 @@ export class SubscriptionGroup implements ScheduledWork {
       events += this.size(item);
     }
     this.pendingEvents -= events;
-    // Out of the queue; what the batch holds is counted once the items are expanded.
-    this.options.onPendingChanged(-events);
+    this.expanding = events;
     return items;
   }
 
@@ -300,10 +308,9 @@ export class SubscriptionGroup implements ScheduledWork {
   }
 
   private putBack(items: Pending[]): void {
-    const events = items.reduce((sum, item) => sum + this.size(item), 0);
     this.pending.unshift(...items);
-    this.pendingEvents += events;
-    this.options.onPendingChanged(events);
+    this.pendingEvents += this.expanding;
+    this.expanding = 0;
   }
 
   /**
