@@ -16,7 +16,8 @@ const dashboards: Dashboard[] = [];
 const QUEUE = 100;
 
 beforeAll(async () => {
-  stack = await startTestStack({ limits: { queueCapacity: QUEUE, perConnection: 2, perTenant: 4 } });
+  // Wide results (400 aliases, past the default alias limit) fill the socket quickly; the limit is raised for it.
+  stack = await startTestStack({ limits: { queueCapacity: QUEUE, perConnection: 2, perTenant: 4 }, gateway: { operationLimits: { maxAliases: 1000 } } });
   const admin = await adminSession(stack);
   tenantId = await createTenant(stack, admin);
   member = await memberOf(stack, admin, tenantId);
