@@ -9,7 +9,8 @@ import {
   type RetryOptions,
 } from 'kafkajs';
 import type { Logger } from '../lib/logger';
-import type { BackoffOptions, DeadLetter, DeadLetterSink, LocationBridge } from './locationBridge';
+import type { BackoffOptions } from '../lib/backoff';
+import type { DeadLetter, DeadLetterSink, LocationBridge } from './locationBridge';
 import type { BridgeMetrics } from './metrics';
 
 /**

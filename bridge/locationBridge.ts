@@ -1,3 +1,4 @@
+import { Backoff, type BackoffOptions } from '../lib/backoff';
 import { parseLocationMessage, type LocationEvent, type LocationMessage } from '../lib/locationEvent';
 
 /**
@@ -274,37 +275,4 @@ export interface RunOutcome extends ChunkOutcome {
   attempts: number;
   /** False if the run was abandoned (`isActive` turned false) before the last chunk was done. */
   completed: boolean;
-}
-
-export interface BackoffOptions {
-  initialMs?: number;
-  maxMs?: number;
-  random?: () => number;
-}
-
-/**
- * Exponential backoff with "equal jitter": attempt n waits between half and all of
- * min(maxMs, initialMs * 2^n), so replicas that failed together do not retry together, and no
- * wait is ever near zero (no busy loop against a dead Redis).
- */
-export class Backoff {
-  private readonly initialMs: number;
-  private readonly maxMs: number;
-  private readonly random: () => number;
-  attempt = 0;
-
-  constructor(options: BackoffOptions = {}) {
-    this.initialMs = options.initialMs ?? 100;
-    this.maxMs = options.maxMs ?? 5_000;
-    this.random = options.random ?? Math.random;
-    if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) {
-      throw new RangeError(`backoff needs 0 < initialMs <= maxMs (got ${this.initialMs}, ${this.maxMs})`);
-    }
-  }
-
-  next(): number {
-    const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt += 1;
-    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
-  }
 }

@@ -87,6 +87,24 @@ export class RateLimited extends FleetError {
   }
 }
 
+/**
+ * A passing failure: a dependency (the database, a subgraph, Redis, the user pool) could not answer
+ * now. Nothing about the request was wrong; the client retries after `retryAfterMs` (HTTP 503 with
+ * `Retry-After` when the whole operation failed). The one error the platform retries on, and the
+ * one it tells clients to retry: match it with `instanceof` or its `retriable` flag.
+ */
+export class TemporarilyUnavailable extends FleetError {
+  readonly retriable = true;
+  constructor(
+    message = 'Temporarily unavailable; retry',
+    readonly retryAfterMs = 1000,
+    options: { cause?: unknown } = {},
+  ) {
+    super('INTERNAL_SERVER_ERROR', message, { retryAfterMs });
+    if (options.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
+  }
+}
+
 const KNOWN_CODES = new Set<string>(ERROR_CODES);
 
 /**
